@@ -1,0 +1,1 @@
+"""newsbot's application layer: settings, answering, the CLI and the Telegram bot."""

@@ -1,0 +1,12 @@
+"""CLI sub-commands, one module per area; ``register`` adds them all to the parser."""
+
+from __future__ import annotations
+
+import argparse
+
+from bot.commands import corpus_cmds
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add every sub-command to the parser."""
+    corpus_cmds.register(sub)

@@ -1,0 +1,118 @@
+"""Settings, read once from the environment (``NEWSBOT_*``) and CLI flags into one frozen object.
+
+Nothing else in newsbot reads the environment: the composition root passes this down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class SettingsError(ValueError):
+    """A setting has a value newsbot cannot use; the message names it."""
+
+
+def _ids(value: str) -> frozenset[int]:
+    try:
+        return frozenset(int(v) for v in value.replace(";", ",").split(",") if v.strip())
+    except ValueError:
+        raise SettingsError(f"NEWSBOT_ADMIN_IDS must be comma-separated numbers, got {value!r}")
+
+
+def _words(value: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Field ``x`` comes from ``NEWSBOT_X``."""
+
+    data_dir: Path = Path("data")
+    model: str = DEFAULT_MODEL
+    embed_precision: str = "auto"  # auto | fp32 | bf16
+    index_kind: str = "auto"  # auto | flat | hnsw
+    hnsw_threshold: int = 200_000
+    max_file_mb: float = 20.0
+    # answering
+    answer_threshold: float = 0.0  # 0 = the calibrated default of the answer engine
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_timeout: float = 20.0
+    # fetching
+    fetch_timeout: float = 15.0
+    fetch_max_mb: float = 5.0
+    url_allowlist: frozenset[str] = field(default_factory=frozenset)
+    # telegram
+    telegram_token: str = ""
+    telegram_api_url: str = ""
+    admin_ids: frozenset[int] = field(default_factory=frozenset)
+    admin_chat_id: int = 0
+    user_rate_per_minute: int = 10
+    metrics_port: int = 0
+    feed_poll_minutes: int = 30
+    log_json: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database, the corpus' source of truth."""
+        return self.data_dir / "newsbot.db"
+
+    @property
+    def index_dir(self) -> Path:
+        """The derived search index directory (rebuildable from the database)."""
+        return self.data_dir / "index"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``NEWSBOT_*`` variables, then apply ``overrides`` (CLI flags; None = unset)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"NEWSBOT_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        """Reject values that cannot work, naming the variable."""
+        choices = {
+            "embed_precision": ("auto", "fp32", "bf16"),
+            "index_kind": ("auto", "flat", "hnsw"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"NEWSBOT_{name.upper()} must be one of {', '.join(allowed)}")
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    type_name = str(type_name)
+    try:
+        if name == "admin_ids":
+            return _ids(raw)
+        if name == "url_allowlist":
+            return _words(raw)
+        if type_name == "Path":
+            return Path(raw)
+        if type_name == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"NEWSBOT_{name.upper()} has an invalid value: {raw!r}") from None
+    return raw

@@ -1,0 +1,1 @@
+"""The Telegram layer: the only place Telegram types appear."""

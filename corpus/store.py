@@ -1,0 +1,329 @@
+"""The SQLite store, the source of truth for everything derived (indexes, answers).
+
+One aiosqlite connection per process; writes go through one lock and explicit
+transactions, so a failed article leaves no rows behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from corpus.chunking import chunk_spans
+from corpus.migrations import MIGRATIONS
+from corpus.models import Article, ArticleDraft, Chunk
+from corpus.text import content_hash
+
+_ARTICLE_COLUMNS = (
+    "id, url, title, source, authors, published_at, language, text, content_hash, ingested_at"
+)
+_CHUNK_COLUMNS = 'id, article_id, ordinal, start, "end", text, content_hash'
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """Counts and the date range of the corpus."""
+
+    articles: int
+    chunks: int
+    sources: tuple[tuple[str, int], ...]
+    first_date: date | None
+    last_date: date | None
+    corpus_version: int
+
+
+def _parse_date(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _article(row: Sequence[Any]) -> Article:
+    return Article(
+        id=row[0],
+        url=row[1],
+        title=row[2],
+        source=row[3],
+        authors=tuple(json.loads(row[4])),
+        published_at=_parse_date(row[5]),
+        language=row[6],
+        text=row[7],
+        content_hash=row[8],
+        ingested_at=datetime.fromisoformat(row[9]),
+    )
+
+
+def _chunk(row: Sequence[Any]) -> Chunk:
+    return Chunk(*row)
+
+
+def chunk_hash(title: str, text: str) -> str:
+    """A chunk's content hash: its text and its article's title (both are embedded)."""
+    return content_hash(title, text)
+
+
+class Store:
+    """Async access to the corpus database. Open with ``await Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open (creating if needed) the database at ``path`` and apply migrations."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=10000")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        store = cls(db, path)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first; the version bump is part of the same script.
+            await self._db.executescript(
+                f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: everything inside commits together or not at all."""
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+
+    async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def _fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    # -- articles -------------------------------------------------------------------
+
+    async def article_by_url(self, url: str) -> Article | None:
+        """The article stored for ``url``, if any."""
+        row = await self._fetchone(f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE url = ?", [url])
+        return _article(row) if row else None
+
+    async def article_by_hash(self, digest: str) -> Article | None:
+        """The article whose normalized text has this hash, if any."""
+        row = await self._fetchone(
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE content_hash = ?", [digest]
+        )
+        return _article(row) if row else None
+
+    async def get_article(self, article_id: int) -> Article | None:
+        """One article by id."""
+        row = await self._fetchone(
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id = ?", [article_id]
+        )
+        return _article(row) if row else None
+
+    async def get_articles(self, ids: Iterable[int]) -> dict[int, Article]:
+        """Articles by id (missing ids are left out)."""
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = await self._fetchall(
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id IN ({marks})", ids
+        )
+        return {row[0]: _article(row) for row in rows}
+
+    async def list_articles(self, limit: int = 50, offset: int = 0) -> list[Article]:
+        """Articles, newest publication first."""
+        rows = await self._fetchall(
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles "
+            "ORDER BY published_at DESC, id DESC LIMIT ? OFFSET ?",
+            [limit, offset],
+        )
+        return [_article(r) for r in rows]
+
+    async def all_articles(self) -> list[Article]:
+        """Every article (for index builds and benchmarks)."""
+        rows = await self._fetchall(f"SELECT {_ARTICLE_COLUMNS} FROM articles ORDER BY id")
+        return [_article(r) for r in rows]
+
+    async def save_article(self, draft: ArticleDraft, replace_id: int | None = None) -> int:
+        """Store ``draft`` and its chunks in one transaction; returns the article id.
+
+        With ``replace_id`` the existing article keeps its id and gets the new text
+        and fresh chunks.
+        """
+        digest = content_hash(draft.text)
+        spans = chunk_spans(draft.text)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        values = [
+            draft.url,
+            draft.title,
+            draft.source,
+            json.dumps(list(draft.authors), ensure_ascii=False),
+            draft.published_at.isoformat() if draft.published_at else None,
+            draft.language,
+            draft.text,
+            digest,
+            now,
+            draft.origin,
+        ]
+        async with self.transaction() as db:
+            if replace_id is None:
+                cur = await db.execute(
+                    "INSERT INTO articles (url, title, source, authors, published_at, language,"
+                    " text, content_hash, ingested_at, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    values,
+                )
+                article_id = int(cur.lastrowid or 0)
+            else:
+                article_id = replace_id
+                await db.execute("DELETE FROM chunks WHERE article_id = ?", [article_id])
+                await db.execute(
+                    "UPDATE articles SET url=?, title=?, source=?, authors=?, published_at=?,"
+                    " language=?, text=?, content_hash=?, ingested_at=?, origin=? WHERE id=?",
+                    [*values, article_id],
+                )
+            await db.executemany(
+                'INSERT INTO chunks (article_id, ordinal, start, "end", text, content_hash)'
+                " VALUES (?,?,?,?,?,?)",
+                [
+                    (
+                        article_id,
+                        s.ordinal,
+                        s.start,
+                        s.end,
+                        draft.text[s.start : s.end],
+                        chunk_hash(draft.title, draft.text[s.start : s.end]),
+                    )
+                    for s in spans
+                ],
+            )
+            await self._bump_version(db)
+        return article_id
+
+    async def delete_article(self, article_id: int) -> bool:
+        """Delete an article and its chunks; False when there was none."""
+        async with self.transaction() as db:
+            cur = await db.execute("DELETE FROM articles WHERE id = ?", [article_id])
+            deleted = cur.rowcount > 0
+            if deleted:
+                await self._bump_version(db)
+        return deleted
+
+    async def _bump_version(self, db: aiosqlite.Connection) -> None:
+        await db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'corpus_version'"
+        )
+
+    async def corpus_version(self) -> int:
+        """A counter that grows with every change to articles or chunks."""
+        row = await self._fetchone("SELECT value FROM meta WHERE key = 'corpus_version'")
+        return int(row[0])
+
+    async def stats(self) -> CorpusStats:
+        """Article and chunk counts, articles per source, and the publication date range."""
+        (articles, first, last) = await self._fetchone(
+            "SELECT COUNT(*), MIN(published_at), MAX(published_at) FROM articles"
+        )
+        (chunks,) = await self._fetchone("SELECT COUNT(*) FROM chunks")
+        sources = await self._fetchall(
+            "SELECT source, COUNT(*) FROM articles GROUP BY source ORDER BY COUNT(*) DESC, source"
+        )
+        return CorpusStats(
+            articles=articles,
+            chunks=chunks,
+            sources=tuple((s, n) for s, n in sources),
+            first_date=_parse_date(first),
+            last_date=_parse_date(last),
+            corpus_version=await self.corpus_version(),
+        )
+
+    # -- chunks ---------------------------------------------------------------------
+
+    async def all_chunks(self) -> list[Chunk]:
+        """Every chunk, by id."""
+        rows = await self._fetchall(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY id")
+        return [_chunk(r) for r in rows]
+
+    async def chunk_ids(self) -> set[int]:
+        """The ids of all stored chunks."""
+        return {r[0] for r in await self._fetchall("SELECT id FROM chunks")}
+
+    async def get_chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
+        """Chunks by id (missing ids are left out)."""
+        ids = list(set(ids))
+        out: dict[int, Chunk] = {}
+        for i in range(0, len(ids), 900):  # SQLite's host-parameter limit
+            part = ids[i : i + 900]
+            marks = ",".join("?" * len(part))
+            rows = await self._fetchall(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", part
+            )
+            out.update((r[0], _chunk(r)) for r in rows)
+        return out
+
+    async def chunks_of(self, article_id: int) -> list[Chunk]:
+        """An article's chunks in order."""
+        rows = await self._fetchall(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE article_id = ? ORDER BY ordinal",
+            [article_id],
+        )
+        return [_chunk(r) for r in rows]
+
+    # -- vectors ----------------------------------------------------------------------
+
+    async def vectors_for(self, model: str, hashes: Iterable[str]) -> dict[str, bytes]:
+        """Stored vectors of ``model`` for these chunk content hashes."""
+        hashes = list(set(hashes))
+        out: dict[str, bytes] = {}
+        for i in range(0, len(hashes), 900):
+            part = hashes[i : i + 900]
+            marks = ",".join("?" * len(part))
+            rows = await self._fetchall(
+                "SELECT content_hash, vector FROM chunk_vectors"
+                f" WHERE model = ? AND content_hash IN ({marks})",
+                [model, *part],
+            )
+            out.update((h, v) for h, v in rows)
+        return out
+
+    async def put_vectors(self, model: str, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store vectors of ``model`` by chunk content hash."""
+        async with self.transaction() as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO chunk_vectors (model, content_hash, vector) VALUES (?,?,?)",
+                [(model, h, v) for h, v in items],
+            )
+
+    async def prune_vectors(self) -> int:
+        """Drop vectors that no chunk uses any more; returns how many went."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM chunk_vectors WHERE content_hash NOT IN"
+                " (SELECT content_hash FROM chunks)"
+            )
+            return cur.rowcount

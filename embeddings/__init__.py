@@ -1,0 +1,1 @@
+"""Embeddings and search: the embedder, the FAISS and BM25 indexes, hybrid retrieval."""
