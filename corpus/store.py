@@ -40,6 +40,19 @@ class CorpusStats:
     corpus_version: int
 
 
+@dataclass(frozen=True)
+class ChunkIndexRow:
+    """A chunk as the indexes see it."""
+
+    chunk_id: int
+    article_id: int
+    content_hash: str
+    text: str
+    title: str
+    published_at: date | None
+    source: str
+
+
 def _parse_date(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
@@ -285,6 +298,16 @@ class Store:
             )
             out.update((r[0], _chunk(r)) for r in rows)
         return out
+
+    async def chunk_rows_for_index(self) -> list[ChunkIndexRow]:
+        """Every chunk with the article fields that indexing and filters need."""
+        rows = await self._fetchall(
+            "SELECT c.id, c.article_id, c.content_hash, c.text, a.title, a.published_at, a.source"
+            " FROM chunks c JOIN articles a ON a.id = c.article_id ORDER BY c.id"
+        )
+        return [
+            ChunkIndexRow(r[0], r[1], r[2], r[3], r[4], _parse_date(r[5]), r[6]) for r in rows
+        ]
 
     async def chunks_of(self, article_id: int) -> list[Chunk]:
         """An article's chunks in order."""

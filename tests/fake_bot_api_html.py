@@ -67,8 +67,10 @@ class _HtmlParser:
         src = self.src
         while self.pos < len(src):
             ch = src[self.pos]
-            if ch == "<":
-                self.end_tag() if src.startswith("</", self.pos) else self.start_tag()
+            if src.startswith("</", self.pos):
+                self.end_tag()
+            elif ch == "<":
+                self.start_tag()
             elif ch == "&":
                 self.entity()
             else:

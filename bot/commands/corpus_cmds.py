@@ -75,17 +75,13 @@ async def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
             for path in args.paths:
                 report.merge(await ingest_results(store, read_path(path, max_bytes), tick))
         print(format_report(report))
-        if not args.no_index and report.changed_ids or await _index_missing(settings):
-            from bot.commands.search_cmds import update_index
-
-            await update_index(settings, store, rebuild=False)
     finally:
         await store.close()
+    if not args.no_index:
+        from bot.commands.search_cmds import update_index  # loads the model: only when needed
+
+        await update_index(settings)
     return 1 if report.failed and not report.changed_ids and not report.duplicates else 0
-
-
-async def _index_missing(settings: Settings) -> bool:
-    return False
 
 
 async def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:

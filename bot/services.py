@@ -1,0 +1,59 @@
+"""The composition root: open the long-lived services once, close them once.
+
+The CLI, the benchmarks and the Telegram application all build their services here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from bot.settings import Settings
+from corpus.store import Store
+from embeddings.embedder import Embedder, load_embedder
+from embeddings.index_dir import IndexDirectory
+from embeddings.indexer import Progress
+from embeddings.search import SearchService
+
+
+@dataclass
+class Services:
+    """Store, embedder and search service for one process."""
+
+    settings: Settings
+    store: Store
+    embedder: Embedder
+    search: SearchService
+    _answerer: object | None = field(default=None, repr=False)
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        progress: Progress | None = None,
+    ) -> Services:
+        """Open the store, load the model (in a thread) and the index (updating it if stale)."""
+        store = await Store.open(settings.db_path)
+        try:
+            if embedder is None:
+                embedder = await asyncio.to_thread(
+                    load_embedder, settings.model, settings.embed_precision
+                )
+            search = SearchService(
+                store,
+                embedder,
+                IndexDirectory(settings.index_dir),
+                index_kind=settings.index_kind,
+                hnsw_threshold=settings.hnsw_threshold,
+            )
+            await search.open(progress)
+        except BaseException:
+            await store.close()
+            raise
+        return cls(settings, store, embedder, search)
+
+    async def close(self) -> None:
+        """Release everything."""
+        await self.store.close()

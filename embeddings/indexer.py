@@ -1,0 +1,147 @@
+"""Building and updating the index pair from the store.
+
+Vectors live in the store keyed by (model, chunk content hash): only chunks whose hash
+has no vector yet are embedded. The dense index is updated copy-on-write (the live
+one keeps answering); the keyword index is rebuilt, which is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from corpus.store import ChunkIndexRow, Store
+from embeddings.dense_index import DenseIndex, choose_kind
+from embeddings.embedder import Embedder
+from embeddings.index_dir import IndexDirectory, LoadedIndex, Manifest
+from embeddings.keyword_index import KeywordIndex
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What an index update did."""
+
+    chunks: int
+    embedded: int
+    added: int
+    removed: int
+    rebuilt: bool
+    seconds: float
+    kind: str
+
+
+def embedding_text(row: ChunkIndexRow) -> str:
+    """What gets embedded for a chunk: its article's title, then its text."""
+    return f"{row.title}\n{row.text}"
+
+
+class IndexBuilder:
+    """Builds a new :class:`LoadedIndex` from the store, reusing what it can."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        directory: IndexDirectory,
+        index_kind: str = "auto",
+        hnsw_threshold: int = 200_000,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.directory = directory
+        self.index_kind = index_kind
+        self.hnsw_threshold = hnsw_threshold
+
+    async def vectors(
+        self, rows: list[ChunkIndexRow], progress: Progress | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Vectors for ``rows`` (stored ones reused, the rest embedded and stored)."""
+        model = self.embedder.name
+        stored = await self.store.vectors_for(model, (r.content_hash for r in rows))
+        missing: dict[str, ChunkIndexRow] = {}
+        for r in rows:
+            if r.content_hash not in stored:
+                missing.setdefault(r.content_hash, r)
+        if missing:
+            todo = list(missing.values())
+
+            def report(done: int, total: int) -> None:
+                if progress:
+                    progress("embedding", done, total)
+
+            fresh = await asyncio.to_thread(
+                self.embedder.embed, [embedding_text(r) for r in todo], progress=report
+            )
+            pairs = [(r.content_hash, fresh[i].tobytes()) for i, r in enumerate(todo)]
+            await self.store.put_vectors(model, pairs)
+            stored.update(pairs)
+        matrix = np.zeros((len(rows), self.embedder.dim), dtype=np.float32)
+        for i, r in enumerate(rows):
+            matrix[i] = np.frombuffer(stored[r.content_hash], dtype=np.float32)
+        return matrix, len(missing)
+
+    async def build(
+        self, current: LoadedIndex | None, progress: Progress | None = None
+    ) -> tuple[LoadedIndex, list[ChunkIndexRow], IndexReport]:
+        """A new index pair for the store as it is now; saved and swapped in on disk."""
+        started = time.perf_counter()
+        version = await self.store.corpus_version()
+        rows = await self.store.chunk_rows_for_index()
+        kind = choose_kind(self.index_kind, len(rows), self.hnsw_threshold)
+        wanted = {r.chunk_id for r in rows}
+        rebuild = current is None or current.dense.kind != kind
+        if rebuild:
+            todo_rows = rows
+            gone: set[int] = set()
+        else:
+            assert current is not None
+            have = await asyncio.to_thread(current.dense.ids)
+            todo_rows = [r for r in rows if r.chunk_id not in have]
+            gone = have - wanted
+        vectors, embedded = await self.vectors(todo_rows, progress)
+        if progress:
+            progress("indexing", 0, len(rows))
+        ids = np.array([r.chunk_id for r in todo_rows], dtype=np.int64)
+        if rebuild:
+            dense = await asyncio.to_thread(DenseIndex.build, self.embedder.dim, kind, ids, vectors)
+        else:
+            assert current is not None
+            dense = await asyncio.to_thread(current.dense.copy)
+            dense.remove(gone)
+            await asyncio.to_thread(dense.add, ids, vectors)
+        keyword = await asyncio.to_thread(
+            KeywordIndex.build,
+            [r.chunk_id for r in rows],
+            [f"{r.title}\n{r.text}" for r in rows],
+        )
+        manifest = Manifest(
+            model=self.embedder.name,
+            dimension=self.embedder.dim,
+            metric="inner_product",
+            kind=kind,
+            count=dense.count,
+            corpus_version=version,
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            removed=tuple(sorted(dense.removed)),
+        )
+        loaded = LoadedIndex(manifest, dense, keyword)
+        await asyncio.to_thread(self.directory.save, loaded)
+        if progress:
+            progress("indexing", len(rows), len(rows))
+        report = IndexReport(
+            chunks=len(rows),
+            embedded=embedded,
+            added=len(todo_rows),
+            removed=len(gone),
+            rebuilt=rebuild,
+            seconds=time.perf_counter() - started,
+            kind=kind,
+        )
+        return loaded, rows, report

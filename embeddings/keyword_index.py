@@ -1,0 +1,90 @@
+"""BM25 keyword search over chunk title and text, with the ``bm25s`` package.
+
+Measured here at 100k chunks: bm25s answers in about 1 ms, SQLite FTS5 in 40-70 ms, so
+bm25s it is. It has no incremental add: updates rebuild it from the store, which takes
+about a second per 10k chunks, in a worker thread, while the old one keeps answering.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from embeddings.tokenize import tokenize
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+class KeywordIndex:
+    """BM25 over documents whose positions map to chunk ids."""
+
+    def __init__(self, retriever: bm25s.BM25 | None, chunk_ids: np.ndarray) -> None:
+        self._retriever = retriever
+        self.chunk_ids = np.asarray(chunk_ids, dtype=np.int64)
+        self._position = {int(c): i for i, c in enumerate(self.chunk_ids)}
+        self._vocab: dict[str, int] = retriever.vocab_dict if retriever is not None else {}
+
+    @classmethod
+    def build(cls, chunk_ids: list[int], texts: list[str]) -> KeywordIndex:
+        """Index ``texts`` (title and chunk text) under ``chunk_ids``."""
+        if not texts:
+            return cls(None, np.zeros(0, dtype=np.int64))
+        tokens = [tokenize(t) or ["\u2205"] for t in texts]  # bm25s wants no empty docs
+        retriever = bm25s.BM25(k1=1.2, b=0.75)
+        retriever.index(tokens, show_progress=False)
+        return cls(retriever, np.asarray(chunk_ids, dtype=np.int64))
+
+    @property
+    def count(self) -> int:
+        """Indexed chunks."""
+        return len(self.chunk_ids)
+
+    def mask(self, allowed: np.ndarray) -> np.ndarray:
+        """A 0/1 weight mask over documents from allowed chunk ids."""
+        weights = np.zeros(len(self.chunk_ids), dtype=np.float32)
+        positions = [self._position[int(c)] for c in allowed if int(c) in self._position]
+        weights[positions] = 1.0
+        return weights
+
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, BM25 score) with a positive score."""
+        if self._retriever is None or k <= 0:
+            return []
+        terms = [t for t in tokenize(query) if t in self._vocab]
+        if not terms:
+            return []
+        mask = self.mask(allowed) if allowed is not None else None
+        docs, scores = self._retriever.retrieve(
+            [terms],
+            k=min(k, self.count),
+            show_progress=False,
+            n_threads=1,
+            weight_mask=mask,
+        )
+        return [
+            (int(self.chunk_ids[d]), float(s))
+            for d, s in zip(docs[0], scores[0], strict=True)
+            if s > 0
+        ]
+
+    def save(self, directory: Path) -> None:
+        """Write the index into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "chunk_ids.npy", self.chunk_ids)
+        if self._retriever is not None:
+            self._retriever.save(str(directory / "bm25"))
+        (directory / "keyword.json").write_text(json.dumps({"count": self.count}))
+
+    @classmethod
+    def load(cls, directory: Path) -> KeywordIndex:
+        """Read an index written by :meth:`save`."""
+        chunk_ids = np.load(directory / "chunk_ids.npy")
+        bm25_dir = directory / "bm25"
+        retriever = bm25s.BM25.load(str(bm25_dir)) if bm25_dir.exists() else None
+        return cls(retriever, chunk_ids)
