@@ -6,7 +6,8 @@ The CLI, the benchmarks and the Telegram application all build their services he
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
 from corpus.store import Store
@@ -14,6 +15,9 @@ from embeddings.embedder import Embedder, load_embedder
 from embeddings.index_dir import IndexDirectory
 from embeddings.indexer import Progress
 from embeddings.search import SearchService
+
+if TYPE_CHECKING:
+    from bot.answering.engine import AnswerEngine
 
 
 @dataclass
@@ -24,7 +28,6 @@ class Services:
     store: Store
     embedder: Embedder
     search: SearchService
-    _answerer: object | None = field(default=None, repr=False)
 
     @classmethod
     async def open(
@@ -53,6 +56,12 @@ class Services:
             await store.close()
             raise
         return cls(settings, store, embedder, search)
+
+    def answers(self) -> AnswerEngine:
+        """The answer engine over these services (thresholds from settings when set)."""
+        from bot.answering.engine import AnswerEngine
+
+        return AnswerEngine(self.store, self.search)
 
     async def close(self) -> None:
         """Release everything."""

@@ -78,7 +78,11 @@ class Settings:
             raw = env.get(f"NEWSBOT_{f.name.upper()}")
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, f.type, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        types = {f.name: f.type for f in fields(cls)}
+        for name, value in overrides.items():
+            if value is not None:
+                is_text = isinstance(value, str) and str(types[name]) != "str"
+                values[name] = _convert(name, types[name], value) if is_text else value
         settings = cls(**values)
         settings.validate()
         return settings

@@ -42,7 +42,9 @@ _EXCERPT_CHARS = 400
 class FeedParseError(Exception):
     """The document is not a usable feed; ``str(exc)`` is user-facing."""
 
-    def __init__(self, message: str = "That address doesn't point to a news feed (RSS or Atom).") -> None:
+    def __init__(
+        self, message: str = "That address doesn't point to a news feed (RSS or Atom)."
+    ) -> None:
         super().__init__(message)
 
 
@@ -69,10 +71,16 @@ class ParsedFeed:
 # --------------------------------------------------------------------------
 
 _BLOCK_TAGS = frozenset(
-    """address article aside blockquote caption dd div dl dt figcaption figure
-    footer form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table
-    tbody thead tfoot tr ul""".split()
+    {
+        *("address", "article", "aside", "blockquote", "caption", "dd", "div", "dl", "dt"),
+        *("figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6"),
+        *("header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table"),
+        *("tbody", "thead", "tfoot", "tr", "ul"),
+    }
 )
+# Line breaks in HTML source are plain white space; soft hyphens and
+# zero-width characters are invisible and only break word matching.
+_INVISIBLE = str.maketrans({"\r": " ", "\n": " ", "\u00ad": None, "\u200b": None, "\ufeff": None})
 # Elements whose text is never reader-visible prose.
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "svg", "math"})
 
@@ -102,7 +110,8 @@ class _TextExtractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skip_depth:
-            self._pending.append(data)
+            # Source line breaks are just spaces in HTML; only <br> makes "\n".
+            self._pending.append(data.translate(_INVISIBLE))
 
     def _end_paragraph(self) -> None:
         # HTML whitespace is insignificant: collapse it, but keep <br> lines.
@@ -183,7 +192,9 @@ def _authors(entry: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def _stable_guid(entry: Mapping[str, Any], link: str | None, title: str, published: datetime | None) -> str:
+def _stable_guid(
+    entry: Mapping[str, Any], link: str | None, title: str, published: datetime | None
+) -> str:
     """Entry id, else link, else a hash that is the same on every fetch."""
     guid = (entry.get("id") or "").strip()
     if guid:
@@ -210,6 +221,10 @@ def _summary(entry: Mapping[str, Any], content_text: str | None) -> str:
     if content_text and (not summary or copied):
         return _excerpt(content_text)
     return summary
+
+
+def _has_substance(entry: Mapping[str, Any]) -> bool:
+    return any(entry.get(key) for key in ("id", "link", "title", "summary", "content"))
 
 
 def _entry(entry: Mapping[str, Any]) -> FeedEntry:
@@ -256,7 +271,8 @@ def parse_feed(body: bytes, url: str, *, charset: str | None = None) -> ParsedFe
 
     feed = parsed.get("feed", {})
     feed_title = _detail_text(feed.get("title_detail"), feed.get("title"))
-    entries = parsed.get("entries", [])
+    # The loose parser can turn garbage into empty entries; drop those.
+    entries = [e for e in parsed.get("entries", []) if _has_substance(e)]
     # "version" is empty when feedparser recognized no feed format at all
     # (HTML pages, JSON, garbage); bozo without entries or title means the
     # XML broke before anything useful was read.

@@ -395,36 +395,35 @@ async def _result_from_response(
     etag: str | None,
     last_modified: str | None,
 ) -> FetchResult:
+    status = response.status_code
+    if status >= 400:
+        raise HttpStatusError(status)
+    not_modified = status == 304
+    body = b"" if not_modified else await _read_limited(response, policy.max_bytes)
     charset = response.charset_encoding
-    common = dict(
-        url=requested_url,
-        final_url=str(target.url),
-        status=response.status_code,
-        content_type=_media_type(response),
-        charset=charset.lower() if charset else None,
-    )
-    if response.status_code == 304:
+    new_etag = response.headers.get("etag")
+    new_last_modified = response.headers.get("last-modified")
+    if not_modified:
         # Keep the caller's validators when the 304 doesn't repeat them, so
         # they can be stored again unchanged.
-        return FetchResult(
-            **common,
-            body=b"",
-            etag=response.headers.get("etag") or etag,
-            last_modified=response.headers.get("last-modified") or last_modified,
-            not_modified=True,
-        )
-    if response.status_code >= 400:
-        raise HttpStatusError(response.status_code)
-    body = await _read_limited(response, policy.max_bytes)
+        new_etag = new_etag or etag
+        new_last_modified = new_last_modified or last_modified
     return FetchResult(
-        **common,
+        url=requested_url,
+        final_url=str(target.url),
+        status=status,
+        content_type=_media_type(response),
+        charset=charset.lower() if charset else None,
         body=body,
-        etag=response.headers.get("etag"),
-        last_modified=response.headers.get("last-modified"),
+        etag=new_etag,
+        last_modified=new_last_modified,
+        not_modified=not_modified,
     )
 
 
-def _request_headers(policy: UrlPolicy, etag: str | None, last_modified: str | None) -> dict[str, str]:
+def _request_headers(
+    policy: UrlPolicy, etag: str | None, last_modified: str | None
+) -> dict[str, str]:
     headers = {
         "User-Agent": policy.user_agent,
         "Accept": _ACCEPT,
@@ -497,7 +496,9 @@ async def fetch_url(
                 trust_env=False,
                 timeout=httpx.Timeout(policy.timeout),  # backstop per operation
             ) as own_client:
-                return await _fetch_with_redirects(own_client, url, target, policy, etag, last_modified)
+                return await _fetch_with_redirects(
+                    own_client, url, target, policy, etag, last_modified
+                )
     except FetchError:
         raise
     except (TimeoutError, httpx.TimeoutException) as exc:

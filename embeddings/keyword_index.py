@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections import Counter
 from pathlib import Path
 
 import bm25s
@@ -22,8 +24,14 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 class KeywordIndex:
     """BM25 over documents whose positions map to chunk ids."""
 
-    def __init__(self, retriever: bm25s.BM25 | None, chunk_ids: np.ndarray) -> None:
+    def __init__(
+        self,
+        retriever: bm25s.BM25 | None,
+        chunk_ids: np.ndarray,
+        doc_freq: dict[str, int] | None = None,
+    ) -> None:
         self._retriever = retriever
+        self.doc_freq = doc_freq or {}
         self.chunk_ids = np.asarray(chunk_ids, dtype=np.int64)
         self._position = {int(c): i for i, c in enumerate(self.chunk_ids)}
         self._vocab: dict[str, int] = retriever.vocab_dict if retriever is not None else {}
@@ -36,7 +44,14 @@ class KeywordIndex:
         tokens = [tokenize(t) or ["\u2205"] for t in texts]  # bm25s wants no empty docs
         retriever = bm25s.BM25(k1=1.2, b=0.75)
         retriever.index(tokens, show_progress=False)
-        return cls(retriever, np.asarray(chunk_ids, dtype=np.int64))
+        doc_freq = Counter(t for doc in tokens for t in set(doc))
+        return cls(retriever, np.asarray(chunk_ids, dtype=np.int64), dict(doc_freq))
+
+    def idf(self, term: str) -> float:
+        """BM25's inverse document frequency of a stemmed term (unseen terms count as rare)."""
+        n = max(self.count, 1)
+        df = self.doc_freq.get(term, 0)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     @property
     def count(self) -> int:
@@ -79,7 +94,9 @@ class KeywordIndex:
         np.save(directory / "chunk_ids.npy", self.chunk_ids)
         if self._retriever is not None:
             self._retriever.save(str(directory / "bm25"))
-        (directory / "keyword.json").write_text(json.dumps({"count": self.count}))
+        (directory / "keyword.json").write_text(
+            json.dumps({"count": self.count, "doc_freq": self.doc_freq})
+        )
 
     @classmethod
     def load(cls, directory: Path) -> KeywordIndex:
@@ -87,4 +104,5 @@ class KeywordIndex:
         chunk_ids = np.load(directory / "chunk_ids.npy")
         bm25_dir = directory / "bm25"
         retriever = bm25s.BM25.load(str(bm25_dir)) if bm25_dir.exists() else None
-        return cls(retriever, chunk_ids)
+        meta = json.loads((directory / "keyword.json").read_text())
+        return cls(retriever, chunk_ids, meta.get("doc_freq", {}))

@@ -139,6 +139,10 @@ class SearchService:
             self._live = _Live(new_index, ChunkMeta(rows))
             return report
 
+    def idf(self, term: str) -> float:
+        """Inverse document frequency of a stemmed term in the current corpus."""
+        return self._live.index.keyword.idf(term) if self._live else 1.0
+
     async def search(
         self, query: str, k: int = 10, filters: SearchFilters | None = None
     ) -> list[Hit]:

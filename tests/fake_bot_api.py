@@ -23,39 +23,110 @@ import email.policy
 import itertools
 import json
 import re
+import signal
 import socket
+import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+import traceback
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-try:  # imported as part of the ``tests`` package
-    from . import fake_bot_api_html as tg_html
-except ImportError:  # run as a script or with ``tests/`` on sys.path
-    import fake_bot_api_html as tg_html  # type: ignore[no-redef]
+if not __package__:  # run as a script: make ``tests`` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import fake_bot_api_html as tg_html  # noqa: E402
 
 JSON = dict[str, Any]
 MAX_TEXT_LENGTH = 4096
 FAULT_KINDS = ("429", "500", "slow", "bad_entities", "drop")
 MEMBER_STATUSES = ("creator", "administrator", "member", "restricted", "left", "kicked")
 # Form fields that are plain strings; everything else PTB sends JSON-encoded.
-_STRING_PARAMS = frozenset({
-    "text", "caption", "parse_mode", "callback_query_id", "inline_message_id", "url",
-    "secret_token", "ip_address", "action", "language_code", "title", "description",
-    "short_description", "name", "business_connection_id", "message_effect_id", "query",
-    "emoji", "custom_title", "data"})
-_OPT_IN_UPDATES = {"chat_member", "message_reaction", "message_reaction_count"}
-_CHAT_ACTIONS = frozenset({
-    "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
-    "upload_document", "choose_sticker", "find_location", "record_video_note",
-    "upload_video_note"})
-_NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and "
-                 "reply markup are exactly the same as a current content and reply markup "
-                 "of the message")
-_BAD_QUERY = ("Bad Request: query is too old and response timeout expired or query ID is "
-              "invalid")
+_STRING_PARAMS = frozenset(
+    [
+        "text",
+        "caption",
+        "parse_mode",
+        "callback_query_id",
+        "inline_message_id",
+        "url",
+        "secret_token",
+        "ip_address",
+        "action",
+        "language_code",
+        "title",
+        "description",
+        "short_description",
+        "name",
+        "business_connection_id",
+        "message_effect_id",
+        "query",
+        "emoji",
+        "custom_title",
+        "data",
+    ]
+)
+_OPT_IN_UPDATES = frozenset(["chat_member", "message_reaction", "message_reaction_count"])
+_CHAT_ACTIONS = frozenset(
+    [
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    ]
+)
+_ADMIN_RIGHTS = [
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_post_messages",
+    "can_edit_messages",
+    "can_pin_messages",
+]
+_ADMIN_DENIED = [
+    "can_promote_members",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+]
+_RESTRICTED_DENIED = [
+    "can_change_info",
+    "can_invite_users",
+    "can_pin_messages",
+    "can_send_messages",
+    "can_send_polls",
+    "can_send_other_messages",
+    "can_add_web_page_previews",
+    "can_manage_topics",
+    "can_send_audios",
+    "can_send_documents",
+    "can_send_photos",
+    "can_send_videos",
+    "can_send_video_notes",
+    "can_send_voice_notes",
+    "can_edit_tag",
+    "can_react_to_messages",
+]
+_NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and "
+    "reply markup are exactly the same as a current content and reply markup "
+    "of the message"
+)
+_BAD_QUERY = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 
 
 class ApiError(Exception):
@@ -136,9 +207,10 @@ def decode_params(query: str, content_type: str, body: bytes) -> JSON:
     elif ctype == "multipart/form-data":
         head = f"Content-Type: {content_type}\r\n\r\n".encode()
         msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-        for part in msg.iter_parts():  # type: ignore[attr-defined]
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
+        for part in msg.iter_parts():
+            name = str(part.get_param("name", header="content-disposition"))
+            raw = part.get_payload(decode=True)
+            payload = raw if isinstance(raw, bytes) else b""
             if part.get_filename():
                 params[name] = {"filename": part.get_filename(), "size": len(payload)}
             else:
@@ -154,18 +226,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out as two writes: without NODELAY, Nagle + delayed ACK
+        # would add ~40 ms to every request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.add(self.connection)
 
     def finish(self) -> None:
         self.server.connections.discard(self.connection)
         super().finish()
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-        self.server.api._serve(self)  # pylint: disable=protected-access
+    def do_POST(self) -> None:
+        self.server.api._serve(self)
 
     do_GET = do_POST
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging."""
 
 
@@ -178,12 +253,18 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class FakeBotApi:  # pylint: disable=too-many-public-methods
+class FakeBotApi:
     """Fake Telegram Bot API over HTTP on 127.0.0.1, with a control API for tests."""
 
-    def __init__(self, token: str = "123456:TEST-TOKEN", username: str = "newsbot_test_bot",
-                 *, host: str = "127.0.0.1", port: int = 0, auto_create_chats: bool = False
-                 ) -> None:
+    def __init__(
+        self,
+        token: str = "123456:TEST-TOKEN",
+        username: str = "newsbot_test_bot",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auto_create_chats: bool = False,
+    ) -> None:
         self.token, self.username, self.host = token, username, host
         self.auto_create_chats = auto_create_chats
         prefix = token.split(":", 1)[0]
@@ -194,6 +275,7 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._update_ids = itertools.count(1)
+        self._poll_generation = 0  # a newer getUpdates terminates a waiting one (409)
         self._callback_ids = itertools.count(1)
         self._users: dict[int, JSON] = {}
         self._chats: dict[int, _Chat] = {}
@@ -208,7 +290,8 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         self._faults: dict[str, list[_Fault]] = {}
         self._calls: list[Call] = []
         self._methods: dict[str, tuple[str, Callable[[JSON], Any]]] = {
-            name.lower(): (name, fn) for name, fn in self._api_table().items()}
+            name.lower(): (name, fn) for name, fn in self._api_table().items()
+        }
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeBotApi:
@@ -216,8 +299,9 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         self._stopping.clear()
         self._server = _Server((self.host, self._port), self)
         self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name="FakeBotApi", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="FakeBotApi", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -230,10 +314,8 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
             self._cond.notify_all()
         self._server.shutdown()
         for conn in list(self._server.connections):
-            try:
+            with suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._server.server_close()
         if self._thread:
             self._thread.join(timeout=5)
@@ -258,8 +340,12 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
     @property
     def bot_user(self) -> JSON:
         """The bot's ``User`` object as it appears in ``from`` fields."""
-        return {"id": self.bot_id, "is_bot": True, "first_name": "Newsbot",
-                "username": self.username}
+        return {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": "Newsbot",
+            "username": self.username,
+        }
 
     # ------------------------------------------------------------------ HTTP plumbing
     def _serve(self, handler: _Handler) -> None:
@@ -295,8 +381,9 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         call.response = payload.get("result", payload.get("description"))
         self._respond(handler, status, payload)
 
-    def _execute(self, func: Callable[[JSON], Any] | None, params: JSON,
-                 fault: _Fault | None) -> tuple[int, JSON]:
+    def _execute(
+        self, func: Callable[[JSON], Any] | None, params: JSON, fault: _Fault | None
+    ) -> tuple[int, JSON]:
         try:
             if func is None:
                 raise ApiError(404, "Not Found: method not found")
@@ -308,16 +395,25 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
             return err.code, err.payload()
         except (KeyError, TypeError, ValueError) as exc:
             return 400, ApiError(400, f"Bad Request: invalid parameters: {exc!r}").payload()
+        except Exception as exc:  # a bug in the fake itself: make it loud, keep serving
+            traceback.print_exc()
+            return 500, ApiError(500, f"Internal Server Error: fake_bot_api: {exc!r}").payload()
 
     def _apply_fault(self, fault: _Fault) -> None:
         if fault.kind == "429":
-            raise ApiError(429, f"Too Many Requests: retry after {fault.retry_after}",
-                           {"retry_after": fault.retry_after})
+            raise ApiError(
+                429,
+                f"Too Many Requests: retry after {fault.retry_after}",
+                {"retry_after": fault.retry_after},
+            )
         if fault.kind == "500":
             raise ApiError(500, "Internal Server Error")
         if fault.kind == "bad_entities":
-            raise ApiError(400, "Bad Request: can't parse entities: Unsupported start tag "
-                                '"fault" at byte offset 0')
+            raise ApiError(
+                400,
+                "Bad Request: can't parse entities: Unsupported start tag "
+                '"fault" at byte offset 0',
+            )
         self._stopping.wait(fault.delay)  # "slow": answer normally afterwards
 
     @staticmethod
@@ -332,11 +428,26 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         except OSError:  # the client gave up (e.g. PTB cancelled a long poll)
             handler.close_connection = True
 
-    _CONTROL = frozenset({
-        "private_message", "group_message", "channel_post", "edited_channel_post",
-        "edited_message", "callback_query", "my_chat_member", "set_member_status",
-        "block_chat", "forget_chat", "inject_fault", "clear_faults", "bot_messages",
-        "clear_calls", "call_counts", "enqueue_update"})
+    _CONTROL = frozenset(
+        [
+            "private_message",
+            "group_message",
+            "channel_post",
+            "edited_channel_post",
+            "edited_message",
+            "callback_query",
+            "my_chat_member",
+            "set_member_status",
+            "block_chat",
+            "forget_chat",
+            "inject_fault",
+            "clear_faults",
+            "bot_messages",
+            "clear_calls",
+            "call_counts",
+            "enqueue_update",
+        ]
+    )
 
     def _serve_control(self, handler: _Handler, name: str, body: bytes) -> None:
         """``POST /_control/<name>`` with JSON kwargs: drive the server from another process."""
@@ -351,11 +462,18 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         self._respond(handler, 200, {"ok": True, "result": result})
 
     # ------------------------------------------------------------------ chats & users
-    def _user(self, user_id: int, first_name: str | None = None,
-              username: str | None = None) -> JSON:
+    def _user(
+        self, user_id: int, first_name: str | None = None, username: str | None = None
+    ) -> JSON:
         user = self._users.setdefault(
-            user_id, {"id": user_id, "is_bot": False, "first_name": first_name or "User",
-                      "language_code": "en"})
+            user_id,
+            {
+                "id": user_id,
+                "is_bot": False,
+                "first_name": first_name or "User",
+                "language_code": "en",
+            },
+        )
         if first_name:
             user["first_name"] = first_name
         if username:
@@ -380,14 +498,21 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
                 if chat.username and chat.username.lower() == chat_id[1:].lower():
                     return chat
         elif str(chat_id).lstrip("-").isdigit():
-            chat = self._chats.get(int(chat_id))
-            if chat:
-                return chat
+            if known := self._chats.get(int(chat_id)):
+                return known
             if self.auto_create_chats:
                 kind = "private" if int(chat_id) > 0 else "supergroup"
-                return self._ensure_chat(int(chat_id), kind, title="Auto chat",
-                                         first_name="Auto")
+                return self._ensure_chat(int(chat_id), kind, title="Auto chat", first_name="Auto")
         raise ApiError(400, "Bad Request: chat not found")
+
+    def _implicit_chat(self, chat_id: int) -> _Chat:
+        """Known chat, or a new private chat (id > 0) / supergroup (id < 0) for control calls."""
+        if chat_id in self._chats:
+            return self._chats[chat_id]
+        if chat_id > 0:
+            user = self._user(chat_id)
+            return self._ensure_chat(chat_id, "private", first_name=user["first_name"])
+        return self._ensure_chat(chat_id, "supergroup", title="Test group")
 
     def _writable_chat(self, chat_id: Any) -> _Chat:
         """Like ``_chat`` but 403 if the bot was blocked / kicked / is not a member."""
@@ -408,30 +533,24 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
-            rights = ("can_manage_chat", "can_delete_messages", "can_manage_video_chats",
-                      "can_restrict_members", "can_change_info", "can_invite_users",
-                      "can_post_messages", "can_edit_messages", "can_pin_messages")
-            member.update(dict.fromkeys(rights, True), can_be_edited=False, is_anonymous=False,
-                          can_promote_members=False, can_post_stories=False,
-                          can_edit_stories=False, can_delete_stories=False)
+            member.update(dict.fromkeys(_ADMIN_RIGHTS, True), can_be_edited=False)
+            member.update(dict.fromkeys(_ADMIN_DENIED, False), is_anonymous=False)
         elif status == "restricted":
-            denied = ("can_change_info", "can_invite_users", "can_pin_messages",
-                      "can_send_messages", "can_send_polls", "can_send_other_messages",
-                      "can_add_web_page_previews", "can_manage_topics", "can_send_audios",
-                      "can_send_documents", "can_send_photos", "can_send_videos",
-                      "can_send_video_notes", "can_send_voice_notes", "can_edit_tag",
-                      "can_react_to_messages")
-            member.update(dict.fromkeys(denied, False), is_member=True, until_date=0)
+            member.update(dict.fromkeys(_RESTRICTED_DENIED, False), is_member=True, until_date=0)
         elif status == "kicked":
             member["until_date"] = 0
         return member
 
     # ------------------------------------------------------------------ messages & updates
-    def _new_message(self, chat: _Chat, sender: JSON | None, text: str,
-                     entities: list[JSON]) -> JSON:
+    def _new_message(
+        self, chat: _Chat, sender: JSON | None, text: str, entities: list[JSON]
+    ) -> JSON:
         chat.last_message_id += 1
-        msg: JSON = {"message_id": chat.last_message_id, "date": int(time.time()),
-                     "chat": chat.public()}
+        msg: JSON = {
+            "message_id": chat.last_message_id,
+            "date": int(time.time()),
+            "chat": chat.public(),
+        }
         if chat.type == "channel":
             msg["sender_chat"] = chat.public()
         else:
@@ -492,32 +611,56 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
 
     # ------------------------------------------------------------------ Bot API methods
     def _api_table(self) -> dict[str, Callable[[JSON], Any]]:
-        always_true = ("close", "logOut", "setMyDescription", "setMyShortDescription",
-                       "setMyName", "setChatMenuButton", "setMyDefaultAdministratorRights")
+        always_true = [
+            "close",
+            "logOut",
+            "setMyDescription",
+            "setMyShortDescription",
+            "setMyName",
+            "setChatMenuButton",
+            "setMyDefaultAdministratorRights",
+        ]
         table: dict[str, Callable[[JSON], Any]] = dict.fromkeys(always_true, lambda p: True)
-        table.update({
-            "getMe": self._get_me, "getUpdates": self._get_updates,
-            "sendMessage": self._send_message, "editMessageText": self._edit_message_text,
-            "editMessageReplyMarkup": self._edit_reply_markup,
-            "deleteMessage": self._delete_message,
-            "answerCallbackQuery": self._answer_callback_query,
-            "sendChatAction": self._send_chat_action, "setMyCommands": self._set_my_commands,
-            "getMyCommands": self._get_my_commands, "deleteMyCommands": self._delete_my_commands,
-            "setWebhook": self._set_webhook, "deleteWebhook": self._delete_webhook,
-            "getWebhookInfo": self._get_webhook_info, "getChat": self._get_chat,
-            "getChatMember": self._get_chat_member,
-            "getChatAdministrators": self._get_chat_administrators})
+        table.update(
+            {
+                "getMe": self._get_me,
+                "getUpdates": self._get_updates,
+                "sendMessage": self._send_message,
+                "editMessageText": self._edit_message_text,
+                "editMessageReplyMarkup": self._edit_reply_markup,
+                "deleteMessage": self._delete_message,
+                "answerCallbackQuery": self._answer_callback_query,
+                "sendChatAction": self._send_chat_action,
+                "setMyCommands": self._set_my_commands,
+                "getMyCommands": self._get_my_commands,
+                "deleteMyCommands": self._delete_my_commands,
+                "setWebhook": self._set_webhook,
+                "deleteWebhook": self._delete_webhook,
+                "getWebhookInfo": self._get_webhook_info,
+                "getChat": self._get_chat,
+                "getChatMember": self._get_chat_member,
+                "getChatAdministrators": self._get_chat_administrators,
+            }
+        )
         return table
 
     def _get_me(self, _params: JSON) -> JSON:
-        return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False,
-                "supports_inline_queries": False, "can_connect_to_business": False,
-                "has_main_web_app": False}
+        return {
+            **self.bot_user,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
 
     def _get_updates(self, params: JSON) -> list[JSON]:
         if self._webhook["url"]:
-            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is "
-                                "active; use deleteWebhook to delete the webhook first")
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is "
+                "active; use deleteWebhook to delete the webhook first",
+            )
         offset = int(params.get("offset") or 0)
         limit = max(1, min(100, int(params.get("limit") or 100)))
         if isinstance(params.get("allowed_updates"), list):
@@ -527,7 +670,16 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         elif offset < 0:
             self._updates = self._updates[offset:]
         deadline = time.monotonic() + float(params.get("timeout") or 0)
+        self._poll_generation += 1
+        generation = self._poll_generation
+        self._cond.notify_all()
         while True:
+            if generation != self._poll_generation:
+                raise ApiError(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only "
+                    "one bot instance is running",
+                )
             self._updates = [u for u in self._updates if self._is_allowed(u)]
             remaining = deadline - time.monotonic()
             if self._updates or remaining <= 0 or self._stopping.is_set():
@@ -545,8 +697,10 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         text, entities = self._format(params)
         reply = params.get("reply_parameters") or {}
         if not reply and params.get("reply_to_message_id"):
-            reply = {"message_id": params["reply_to_message_id"],
-                     "allow_sending_without_reply": params.get("allow_sending_without_reply")}
+            reply = {
+                "message_id": params["reply_to_message_id"],
+                "allow_sending_without_reply": params.get("allow_sending_without_reply"),
+            }
         replied = None
         if reply:
             target = self._chat(reply["chat_id"]).id if reply.get("chat_id") else chat.id
@@ -583,11 +737,15 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         msg = record["message"]
         text, entities = self._format(params)
         markup = _inline_markup(params)
-        if (text, entities, markup) == (msg["text"], msg.get("entities", []),
-                                        msg.get("reply_markup")):
+        if (text, entities, markup) == (
+            msg["text"],
+            msg.get("entities", []),
+            msg.get("reply_markup"),
+        ):
             raise ApiError(400, _NOT_MODIFIED)
-        record["edits"].append({"text": text, "previous_text": msg["text"],
-                                "date": int(time.time())})
+        record["edits"].append(
+            {"text": text, "previous_text": msg["text"], "date": int(time.time())}
+        )
         msg.update(text=text, entities=entities, reply_markup=markup, edit_date=int(time.time()))
         for key in ("entities", "reply_markup"):
             if not msg[key]:
@@ -664,8 +822,11 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         return self._set_webhook({"url": "", **params})
 
     def _get_webhook_info(self, _params: JSON) -> JSON:
-        info: JSON = {"url": self._webhook["url"], "has_custom_certificate": False,
-                      "pending_update_count": len(self._updates)}
+        info: JSON = {
+            "url": self._webhook["url"],
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
         for key in ("max_connections", "allowed_updates", "ip_address"):
             if key in self._webhook:
                 info[key] = self._webhook[key]
@@ -675,10 +836,22 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         chat = self._chat(params.get("chat_id"))
         if chat.type != "private":
             self._writable_chat(chat.id)
-        gifts = dict.fromkeys(("unlimited_gifts", "limited_gifts", "unique_gifts",
-                               "premium_subscription", "gifts_from_channels"), False)
-        return {**chat.public(), "accent_color_id": 0, "max_reaction_count": 11,
-                "accepted_gift_types": gifts}
+        gifts = dict.fromkeys(
+            (
+                "unlimited_gifts",
+                "limited_gifts",
+                "unique_gifts",
+                "premium_subscription",
+                "gifts_from_channels",
+            ),
+            False,
+        )
+        return {
+            **chat.public(),
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": gifts,
+        }
 
     def _get_chat_member(self, params: JSON) -> JSON:
         chat = self._chat(params.get("chat_id"))
@@ -690,35 +863,54 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         chat = self._writable_chat(params.get("chat_id"))
         if chat.type == "private":
             raise ApiError(400, "Bad Request: there are no administrators in the private chat")
-        user_ids = [uid for (cid, uid), status in self._members.items()
-                    if cid == chat.id and status in ("creator", "administrator")]
+        user_ids = [
+            uid
+            for (cid, uid), status in self._members.items()
+            if cid == chat.id and status in ("creator", "administrator")
+        ]
         if chat.bot_status in ("creator", "administrator"):
             user_ids.append(self.bot_id)
         return [self._member(chat, uid) for uid in user_ids]
 
     # ------------------------------------------------------------------ control API: input
-    def private_message(self, user_id: int, text: str, first_name: str = "Ann", *,
-                        username: str | None = None,
-                        reply_to_message_id: int | None = None) -> JSON:
+    def private_message(
+        self,
+        user_id: int,
+        text: str,
+        first_name: str = "Ann",
+        *,
+        username: str | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> JSON:
         """A user writes ``text`` to the bot in private; enqueue a ``message`` update."""
         with self._cond:
             user = self._user(user_id, first_name, username)
-            chat = self._ensure_chat(user_id, "private", first_name=user["first_name"],
-                                     username=user.get("username"))
+            chat = self._ensure_chat(
+                user_id, "private", first_name=user["first_name"], username=user.get("username")
+            )
             return self._user_message(chat, user, text, reply_to_message_id)
 
-    def group_message(self, chat_id: int, user_id: int, text: str, *,
-                      reply_to_message_id: int | None = None, title: str = "Test group",
-                      chat_type: str = "supergroup", first_name: str = "Ann",
-                      username: str | None = None) -> JSON:
+    def group_message(
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        *,
+        reply_to_message_id: int | None = None,
+        title: str = "Test group",
+        chat_type: str = "supergroup",
+        first_name: str = "Ann",
+        username: str | None = None,
+    ) -> JSON:
         """A user writes in a group/supergroup; enqueue a ``message`` update."""
         with self._cond:
             user = self._user(user_id, first_name, username)
             chat = self._ensure_chat(chat_id, chat_type, title=title)
             return self._user_message(chat, user, text, reply_to_message_id)
 
-    def _user_message(self, chat: _Chat, user: JSON, text: str,
-                      reply_to_message_id: int | None) -> JSON:
+    def _user_message(
+        self, chat: _Chat, user: JSON, text: str, reply_to_message_id: int | None
+    ) -> JSON:
         replied = None
         if reply_to_message_id is not None:
             replied = self._reply_copy(chat.id, reply_to_message_id)
@@ -730,8 +922,9 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         self._enqueue("message", msg)
         return copy.deepcopy(msg)
 
-    def channel_post(self, chat_id: int, text: str, title: str = "Test channel", *,
-                     username: str | None = None) -> JSON:
+    def channel_post(
+        self, chat_id: int, text: str, title: str = "Test channel", *, username: str | None = None
+    ) -> JSON:
         """A post appears in a channel (``sender_chat`` = the channel); enqueue ``channel_post``."""
         with self._cond:
             chat = self._ensure_chat(chat_id, "channel", title=title, username=username)
@@ -747,8 +940,9 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         """Edit an existing user message; enqueue ``edited_message``."""
         return self._edit_user_message("edited_message", chat_id, message_id, new_text)
 
-    def callback_query(self, chat_id: int, user_id: int, message_id: int, data: str, *,
-                       first_name: str = "Ann") -> str:
+    def callback_query(
+        self, chat_id: int, user_id: int, message_id: int, data: str, *, first_name: str = "Ann"
+    ) -> str:
         """User taps an inline button of the bot's message; return the callback query id."""
         with self._cond:
             record = self._bot_records.get((chat_id, message_id))
@@ -756,28 +950,53 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
                 raise KeyError(f"bot message {message_id} not found in chat {chat_id}")
             query_id = f"{self.bot_id}{next(self._callback_ids):06d}"
             self._callbacks[query_id] = None
-            self._enqueue("callback_query", {
-                "id": query_id, "from": self._user(user_id, first_name),
-                "message": record["message"], "chat_instance": f"ci{chat_id}", "data": data})
+            self._enqueue(
+                "callback_query",
+                {
+                    "id": query_id,
+                    "from": self._user(user_id, first_name),
+                    "message": record["message"],
+                    "chat_instance": f"ci{chat_id}",
+                    "data": data,
+                },
+            )
             return query_id
 
-    def my_chat_member(self, chat_id: int, chat_type: str, new_status: str = "administrator",
-                       by_user_id: int | None = None, *, title: str | None = None) -> JSON:
+    def my_chat_member(
+        self,
+        chat_id: int,
+        chat_type: str,
+        new_status: str = "administrator",
+        by_user_id: int | None = None,
+        *,
+        title: str | None = None,
+    ) -> JSON:
         """The bot's own membership changes (added, promoted, kicked, blocked...)."""
         if new_status not in MEMBER_STATUSES:
             raise ValueError(f"unknown status {new_status!r}")
         with self._cond:
             existed = chat_id in self._chats
             default_title = None if chat_type == "private" else title or "Test group"
-            chat = self._ensure_chat(chat_id, chat_type, title=default_title,
-                                     first_name="Ann" if chat_type == "private" else None)
-            old = (self._member(chat, self.bot_id) if existed
-                   else {"status": "left", "user": self.bot_user})
+            chat = self._ensure_chat(
+                chat_id,
+                chat_type,
+                title=default_title,
+                first_name="Ann" if chat_type == "private" else None,
+            )
+            old = (
+                self._member(chat, self.bot_id)
+                if existed
+                else {"status": "left", "user": self.bot_user}
+            )
             chat.bot_status = new_status
             actor = self._user(by_user_id if by_user_id is not None else abs(chat_id))
-            event = {"chat": chat.public(), "from": actor, "date": int(time.time()),
-                     "old_chat_member": old,
-                     "new_chat_member": self._member(chat, self.bot_id)}
+            event = {
+                "chat": chat.public(),
+                "from": actor,
+                "date": int(time.time()),
+                "old_chat_member": old,
+                "new_chat_member": self._member(chat, self.bot_id),
+            }
             self._enqueue("my_chat_member", event)
             return copy.deepcopy(event)
 
@@ -786,7 +1005,7 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         if status not in MEMBER_STATUSES:
             raise ValueError(f"unknown status {status!r}")
         with self._cond:
-            chat = self._chat(chat_id)
+            chat = self._implicit_chat(chat_id)
             if user_id == self.bot_id:
                 chat.bot_status = status
             else:
@@ -796,7 +1015,7 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
     def block_chat(self, chat_id: int, blocked: bool = True) -> None:
         """User blocks the bot (private) / bot is kicked (groups): sends then get 403."""
         with self._cond:
-            chat = self._chat(chat_id)
+            chat = self._implicit_chat(chat_id)
             unblocked = "administrator" if chat.type == "channel" else "member"
             chat.bot_status = "kicked" if blocked else unblocked
 
@@ -811,14 +1030,16 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
             kind, obj = next((k, v) for k, v in update.items() if k != "update_id")
             return int(self._enqueue(kind, obj)["update_id"])
 
-    def inject_fault(self, method: str, kind: str, count: int = 1, retry_after: int = 1,
-                     delay: float = 2.0) -> None:
+    def inject_fault(
+        self, method: str, kind: str, count: int = 1, retry_after: int = 1, delay: float = 2.0
+    ) -> None:
         """Make the next ``count`` calls of ``method`` fail: 429/500/slow/bad_entities/drop."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
         with self._cond:
             self._faults.setdefault(method.lower(), []).append(
-                _Fault(kind, count, retry_after, delay))
+                _Fault(kind, count, retry_after, delay)
+            )
 
     def clear_faults(self) -> None:
         """Drop all pending injected faults."""
@@ -856,10 +1077,15 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
     def bot_messages(self, chat_id: int | None = None) -> list[JSON]:
         """Messages the bot sent (current state) plus ``edits`` history and ``deleted`` flag."""
         with self._cond:
-            return [{**copy.deepcopy(rec["message"]), "edits": copy.deepcopy(rec["edits"]),
-                     "deleted": rec["deleted"]}
-                    for (cid, _), rec in self._bot_records.items()
-                    if chat_id is None or cid == chat_id]
+            return [
+                {
+                    **copy.deepcopy(rec["message"]),
+                    "edits": copy.deepcopy(rec["edits"]),
+                    "deleted": rec["deleted"],
+                }
+                for (cid, _), rec in self._bot_records.items()
+                if chat_id is None or cid == chat_id
+            ]
 
     def message(self, chat_id: int, message_id: int) -> JSON | None:
         """Any stored (not deleted) message, user's or bot's."""
@@ -893,9 +1119,15 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
                 raise AssertionError(f"wait_for timed out after {timeout}s\n{self.dump()}")
             time.sleep(0.02)
 
-    def wait_for_message(self, chat_id: int, contains: str | None = None,
-                         timeout: float = 10.0, after_message_id: int | None = None) -> JSON:
+    def wait_for_message(
+        self,
+        chat_id: int,
+        contains: str | None = None,
+        timeout: float = 10.0,
+        after_message_id: int | None = None,
+    ) -> JSON:
         """Wait for a bot message in ``chat_id`` (newer than ``after_message_id``)."""
+
         def find(api: FakeBotApi) -> JSON | None:
             for msg in api.bot_messages(chat_id):
                 if after_message_id is not None and msg["message_id"] <= after_message_id:
@@ -912,8 +1144,10 @@ class FakeBotApi:  # pylint: disable=too-many-public-methods
         lines = [f"recent calls ({len(calls)} shown, getUpdates omitted):"]
         for call in calls:
             flag = f" [fault={call.fault}]" if call.fault else ""
-            lines.append(f"  {call.method}{flag} {json.dumps(call.params)[:300]} "
-                         f"-> {call.status} {str(call.response)[:200]}")
+            lines.append(
+                f"  {call.method}{flag} {json.dumps(call.params)[:300]} "
+                f"-> {call.status} {str(call.response)[:200]}"
+            )
         return "\n".join(lines)
 
 
@@ -925,6 +1159,7 @@ def _inline_markup(params: JSON) -> JSON | None:
 
 def _merge_entities(explicit: list[JSON], auto: list[JSON]) -> list[JSON]:
     """Add auto-detected entities that don't overlap explicit ones; sort like Telegram."""
+
     def overlaps(a: JSON, b: JSON) -> bool:
         return a["offset"] < b["offset"] + b["length"] and b["offset"] < a["offset"] + a["length"]
 
@@ -933,23 +1168,31 @@ def _merge_entities(explicit: list[JSON], auto: list[JSON]) -> list[JSON]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: serve until Ctrl-C, printing the base_url."""
+    """CLI: serve until Ctrl-C / SIGTERM, printing the base_url."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--token", default="123456:TEST-TOKEN")
     parser.add_argument("--username", default="newsbot_test_bot")
-    parser.add_argument("--strict-chats", action="store_true",
-                        help="unknown chat ids give 'chat not found' instead of being created")
+    parser.add_argument(
+        "--strict-chats",
+        action="store_true",
+        help="unknown chat ids give 'chat not found' instead of being created",
+    )
     args = parser.parse_args(argv)
-    api = FakeBotApi(args.token, args.username, host=args.host, port=args.port,
-                     auto_create_chats=not args.strict_chats)
+    api = FakeBotApi(
+        args.token,
+        args.username,
+        host=args.host,
+        port=args.port,
+        auto_create_chats=not args.strict_chats,
+    )
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     with api:
         print(f"base_url={api.base_url} token={api.token}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
+        while not done.wait(0.5):
             pass
 
 

@@ -8,16 +8,31 @@ whose message mimics Telegram's ``can't parse entities`` reasons (byte offsets a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["HtmlParseError", "parse_html", "utf16_len", "strip_text", "auto_entities"]
+Entity = dict[str, Any]  # a Telegram MessageEntity object
+
+__all__ = ["Entity", "HtmlParseError", "parse_html", "utf16_len", "strip_text", "auto_entities"]
 
 # tag name -> entity type (``None``: depends on attributes / nesting)
 _TAGS: dict[str, str | None] = {
-    "b": "bold", "strong": "bold", "i": "italic", "em": "italic",
-    "u": "underline", "ins": "underline", "s": "strikethrough", "strike": "strikethrough",
-    "del": "strikethrough", "a": None, "code": "code", "pre": "pre", "blockquote": None,
-    "tg-spoiler": "spoiler", "span": "spoiler", "tg-emoji": "custom_emoji",
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "a": None,
+    "code": "code",
+    "pre": "pre",
+    "blockquote": None,
+    "tg-spoiler": "spoiler",
+    "span": "spoiler",
+    "tg-emoji": "custom_emoji",
 }
 _NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _ENTITY_RE = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{1,16});")
@@ -41,7 +56,6 @@ class _Open:
     offset: int  # UTF-16 offset in the output text
     byte_pos: int  # UTF-8 offset in the source
     language: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class _HtmlParser:
@@ -53,7 +67,7 @@ class _HtmlParser:
         self.out: list[str] = []
         self.u16 = 0
         self.stack: list[_Open] = []
-        self.entities: list[dict[str, object]] = []
+        self.entities: list[Entity] = []
 
     def byte_offset(self, pos: int) -> int:
         """UTF-8 byte offset of the character index ``pos`` in the source."""
@@ -63,7 +77,7 @@ class _HtmlParser:
         self.out.append(chars)
         self.u16 += utf16_len(chars)
 
-    def parse(self) -> tuple[str, list[dict[str, object]]]:
+    def parse(self) -> tuple[str, list[Entity]]:
         src = self.src
         while self.pos < len(src):
             ch = src[self.pos]
@@ -74,14 +88,17 @@ class _HtmlParser:
             elif ch == "&":
                 self.entity()
             else:
-                nxt = min((i for i in (src.find("<", self.pos), src.find("&", self.pos)) if i >= 0),
-                          default=len(src))
-                self.emit(src[self.pos:nxt])
+                nxt = min(
+                    (i for i in (src.find("<", self.pos), src.find("&", self.pos)) if i >= 0),
+                    default=len(src),
+                )
+                self.emit(src[self.pos : nxt])
                 self.pos = nxt
         if self.stack:
             raise HtmlParseError(
-                f'Can\'t find end tag corresponding to start tag "{self.stack[-1].tag}"')
-        self.entities.sort(key=lambda e: (e["offset"], -int(e["length"])))  # type: ignore[arg-type]
+                f'Can\'t find end tag corresponding to start tag "{self.stack[-1].tag}"'
+            )
+        self.entities.sort(key=lambda e: (e["offset"], -e["length"]))
         return "".join(self.out), self.entities
 
     def entity(self) -> None:
@@ -108,7 +125,8 @@ class _HtmlParser:
         name = name_match.group(0).lower()
         if name not in _TAGS:
             raise HtmlParseError(
-                f'Unsupported start tag "{name}" at byte offset {self.byte_offset(begin)}')
+                f'Unsupported start tag "{name}" at byte offset {self.byte_offset(begin)}'
+            )
         pos, attrs = name_match.end(), {}
         while True:
             if pos >= len(self.src):
@@ -119,7 +137,8 @@ class _HtmlParser:
             if not attr or attr.end() == pos:
                 raise HtmlParseError(
                     f'Expected equal sign in declaration of an attribute of the tag "{name}" '
-                    f"at byte offset {self.byte_offset(begin)}")
+                    f"at byte offset {self.byte_offset(begin)}"
+                )
             value = attr.group(2) or ""
             if value[:1] in ("'", '"'):
                 value = value[1:-1]
@@ -143,14 +162,15 @@ class _HtmlParser:
         close = self.src.find(">", begin)
         if close < 0:
             raise HtmlParseError(f"Unclosed end tag at byte offset {self.byte_offset(begin)}")
-        name = self.src[begin + 2:close].strip().lower()
+        name = self.src[begin + 2 : close].strip().lower()
         if not self.stack:
             raise HtmlParseError(f"Unexpected end tag at byte offset {self.byte_offset(begin)}")
         top = self.stack[-1]
         if name != top.tag:
             raise HtmlParseError(
-                f'Unmatched end tag at byte offset {self.byte_offset(begin)}, '
-                f'expected "</{top.tag}>", found "</{name}>"')
+                f"Unmatched end tag at byte offset {self.byte_offset(begin)}, "
+                f'expected "</{top.tag}>", found "</{name}>"'
+            )
         self.stack.pop()
         self.pos = close + 1
         self.close_entity(top)
@@ -166,15 +186,15 @@ class _HtmlParser:
                 return  # <pre><code>...</code></pre> is a single pre entity
         if length <= 0:
             return
-        entity: dict[str, object] = {"type": _TAGS[tag.tag], "offset": tag.offset,
-                                     "length": length}
+        entity: Entity = {"type": _TAGS[tag.tag], "offset": tag.offset, "length": length}
         if tag.tag == "a":
             href = tag.attrs["href"]
             user_id = re.fullmatch(r"tg://user\?id=(\d+)", href)
             if user_id:
-                entity.update(type="text_mention",
-                              user={"id": int(user_id.group(1)), "is_bot": False,
-                                    "first_name": "User"})
+                entity.update(
+                    type="text_mention",
+                    user={"id": int(user_id.group(1)), "is_bot": False, "first_name": "User"},
+                )
             else:
                 entity.update(type="text_link", url=href)
         elif tag.tag == "blockquote":
@@ -196,12 +216,12 @@ def _unescape_attr(value: str) -> str:
     return _ENTITY_RE.sub(repl, value)
 
 
-def parse_html(text: str) -> tuple[str, list[dict[str, object]]]:
+def parse_html(text: str) -> tuple[str, list[Entity]]:
     """Parse Telegram HTML; return ``(plain_text, entities)`` or raise ``HtmlParseError``."""
     return _HtmlParser(text).parse()
 
 
-def strip_text(text: str, entities: list[dict[str, object]]) -> tuple[str, list[dict[str, object]]]:
+def strip_text(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     """Trim surrounding whitespace like Telegram does, shifting/clipping entities to match."""
     stripped = text.strip()
     if not stripped:
@@ -210,8 +230,8 @@ def strip_text(text: str, entities: list[dict[str, object]]) -> tuple[str, list[
     end = start + utf16_len(stripped)
     result = []
     for ent in entities:
-        lo = max(int(ent["offset"]), start)  # type: ignore[call-overload]
-        hi = min(int(ent["offset"]) + int(ent["length"]), end)  # type: ignore[call-overload]
+        lo = max(ent["offset"], start)
+        hi = min(ent["offset"] + ent["length"], end)
         if hi > lo:
             result.append({**ent, "offset": lo - start, "length": hi - lo})
     return stripped, result
@@ -220,14 +240,20 @@ def strip_text(text: str, entities: list[dict[str, object]]) -> tuple[str, list[
 _AUTO_RE = re.compile(
     r"(?P<bot_command>(?<![\w/])/[a-zA-Z0-9_]{1,32}(?:@[a-zA-Z0-9_]{3,32})?)"
     r"|(?P<mention>(?<!\w)@[a-zA-Z0-9_]{4,32})"
-    r"|(?P<url>https?://[^\s<>\"']+)")
+    r"|(?P<url>https?://[^\s<>\"']+)"
+)
 
 
-def auto_entities(text: str) -> list[dict[str, object]]:
+def auto_entities(text: str) -> list[Entity]:
     """Entities Telegram detects automatically in plain text: bot_command, mention, url."""
-    entities: list[dict[str, object]] = []
+    entities: list[Entity] = []
     for match in _AUTO_RE.finditer(text):
         kind = match.lastgroup or "url"
-        entities.append({"type": kind, "offset": utf16_len(text[: match.start()]),
-                         "length": utf16_len(match.group(0))})
+        entities.append(
+            {
+                "type": kind,
+                "offset": utf16_len(text[: match.start()]),
+                "length": utf16_len(match.group(0)),
+            }
+        )
     return entities

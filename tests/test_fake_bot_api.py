@@ -16,15 +16,25 @@ import httpx
 import pytest
 import pytest_asyncio
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import (BadRequest, EndPointNotFound, Forbidden, InvalidToken, NetworkError,
-                            RetryAfter, TelegramError)
-from telegram.ext import (Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler,
-                          ContextTypes)
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+)
 
-try:
-    from tests.fake_bot_api import FakeBotApi
-except ImportError:  # tests/ itself is on sys.path
-    from fake_bot_api import FakeBotApi  # type: ignore[no-redef]
+from tests.fake_bot_api import FakeBotApi
 
 USER = 4242
 GROUP = -1001234567890
@@ -61,7 +71,7 @@ async def test_get_me_parses(bot: Bot, api: FakeBotApi) -> None:
 
 @pytest.mark.asyncio
 async def test_wrong_token_and_unknown_method(bot: Bot, api: FakeBotApi) -> None:
-    with pytest.raises(InvalidToken, match="Unauthorized"):
+    with pytest.raises(InvalidToken, match="rejected by the server"):
         async with Bot("999:WRONG", base_url=api.base_url) as wrong:
             await wrong.get_me()
     with pytest.raises(EndPointNotFound):
@@ -74,8 +84,11 @@ def test_http_encodings_json_multipart_and_case_insensitive(api: FakeBotApi) -> 
     url = f"{api.base_url}{api.token}"
     res = httpx.post(f"{url}/SENDMESSAGE", json={"chat_id": USER, "text": "via json"})
     assert res.json()["ok"] and res.json()["result"]["text"] == "via json"
-    res = httpx.post(f"{url}/sendMessage", data={"chat_id": str(USER), "text": "123"},
-                     files={"doc": ("a.txt", b"abc")})
+    res = httpx.post(
+        f"{url}/sendMessage",
+        data={"chat_id": str(USER), "text": "123"},
+        files={"doc": ("a.txt", b"abc")},
+    )
     assert res.json()["result"]["text"] == "123"
     params = api.calls("sendMessage")[-1].params
     assert params == {"chat_id": USER, "text": "123", "doc": {"filename": "a.txt", "size": 3}}
@@ -88,9 +101,13 @@ def test_http_encodings_json_multipart_and_case_insensitive(api: FakeBotApi) -> 
 async def test_send_and_edit_roundtrip(bot: Bot, api: FakeBotApi) -> None:
     incoming = api.private_message(USER, "hello")
     keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Open", callback_data="open:1")]])
-    sent = await bot.send_message(USER, "<b>News</b> &amp; more", parse_mode="HTML",
-                                  reply_markup=keyboard,
-                                  reply_to_message_id=incoming["message_id"])
+    sent = await bot.send_message(
+        USER,
+        "<b>News</b> &amp; more",
+        parse_mode="HTML",
+        reply_markup=keyboard,
+        reply_to_message_id=incoming["message_id"],
+    )
     assert sent.text == "News & more" and sent.from_user.id == 123456
     assert [(e.type, e.offset, e.length) for e in sent.entities] == [("bold", 0, 4)]
     assert sent.reply_to_message.text == "hello" and sent.reply_markup == keyboard
@@ -102,17 +119,20 @@ async def test_send_and_edit_roundtrip(bot: Bot, api: FakeBotApi) -> None:
         await bot.edit_message_text("Edited", chat_id=USER, message_id=sent.message_id)
     [stored] = api.bot_messages(USER)
     assert stored["text"] == "Edited" and [e["previous_text"] for e in stored["edits"]] == [
-        "News & more"]
+        "News & more"
+    ]
     assert api.wait_for_message(USER, contains="Edit", timeout=1)["message_id"] == sent.message_id
 
 
 @pytest.mark.asyncio
 async def test_html_entities_accepted(bot: Bot, api: FakeBotApi) -> None:
     api.private_message(USER, "hi")
-    html = ('<b>b</b><i>i</i><u>u</u><s>s</s><a href="https://ex.com/?a=1&amp;b=2">link</a>'
-            '<code>c</code><pre><code class="language-python">p</code></pre>'
-            '<blockquote expandable>q</blockquote><tg-spoiler>x</tg-spoiler>'
-            '<span class="tg-spoiler">y</span> 😀&lt;&#62;&quot;&#x41;')
+    html = (
+        '<b>b</b><i>i</i><u>u</u><s>s</s><a href="https://ex.com/?a=1&amp;b=2">link</a>'
+        '<code>c</code><pre><code class="language-python">p</code></pre>'
+        "<blockquote expandable>q</blockquote><tg-spoiler>x</tg-spoiler>"
+        '<span class="tg-spoiler">y</span> 😀&lt;&#62;&quot;&#x41;'
+    )
     msg = await bot.send_message(USER, html, parse_mode="HTML")
     assert msg.text == 'biuslinkcpqxy 😀<>"A'
     types = {e.type: e for e in msg.entities}
@@ -120,11 +140,24 @@ async def test_html_entities_accepted(bot: Bot, api: FakeBotApi) -> None:
     assert types["pre"].language == "python"
     assert "expandable_blockquote" in types and "spoiler" in types
     assert msg.parse_entities()[types["text_link"]] == "link"
+    emoji = await bot.send_message(USER, "😀 <b>x</b>", parse_mode="HTML")
+    assert [(e.offset, e.length) for e in emoji.entities] == [(3, 1)]  # UTF-16 offsets
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("html", ["<b>bold", "<foo>x</foo>", "a < b", "AT&T rocks",
-                                  "<b><i>x</b></i>", "<a>no href</a>", "x</b>", "&bogus;"])
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<b>bold",
+        "<foo>x</foo>",
+        "a < b",
+        "AT&T rocks",
+        "<b><i>x</b></i>",
+        "<a>no href</a>",
+        "x</b>",
+        "&bogus;",
+    ],
+)
 async def test_html_entities_rejected(bot: Bot, api: FakeBotApi, html: str) -> None:
     api.private_message(USER, "hi")
     with pytest.raises(BadRequest, match="(?i)can't parse entities"):
@@ -212,11 +245,18 @@ async def test_blocked_and_unknown_chats(bot: Bot, api: FakeBotApi) -> None:
 @pytest.mark.asyncio
 async def test_chat_members_and_get_chat(bot: Bot, api: FakeBotApi) -> None:
     api.group_message(GROUP, USER, "hi", title="News fans")
+    api.set_member_status(-1001, 1, "creator")  # control calls create chats implicitly
+    assert (await bot.get_chat(-1001)).type == "supergroup"
     api.set_member_status(GROUP, 1, "creator")
     api.set_member_status(GROUP, 2, "administrator")
     api.set_member_status(GROUP, 3, "restricted")
-    for uid, status in [(USER, "member"), (1, "creator"), (2, "administrator"),
-                        (3, "restricted"), (4, "member")]:
+    for uid, status in [
+        (USER, "member"),
+        (1, "creator"),
+        (2, "administrator"),
+        (3, "restricted"),
+        (4, "member"),
+    ]:
         assert (await bot.get_chat_member(GROUP, uid)).status == status
     api.set_member_status(GROUP, 5, "kicked")
     assert (await bot.get_chat_member(GROUP, 5)).status == "kicked"
@@ -242,6 +282,16 @@ async def test_get_updates_long_poll_wakes_on_new_update(bot: Bot, api: FakeBotA
     start = time.monotonic()
     assert await bot.get_updates(offset=updates[0].update_id + 1, timeout=1) == ()
     assert 0.9 <= time.monotonic() - start < 1.8
+
+
+@pytest.mark.asyncio
+async def test_newer_get_updates_terminates_waiting_one(bot: Bot, api: FakeBotApi) -> None:
+    waiting = asyncio.create_task(bot.get_updates(timeout=5))
+    await asyncio.sleep(0.2)
+    async with Bot(api.token, base_url=api.base_url) as second_instance:
+        assert await second_instance.get_updates() == ()
+    with pytest.raises(Conflict, match="terminated by other getUpdates"):
+        await asyncio.wait_for(waiting, 2)
 
 
 @pytest.mark.asyncio
@@ -271,7 +321,8 @@ async def test_channel_post_and_group_commands(bot: Bot, api: FakeBotApi) -> Non
     assert edited.edited_channel_post.text == "Breaking (edited)"
     assert command.message.chat.type == "group"
     assert command.message.parse_entities(["bot_command"]).popitem()[1] == (
-        "/digest@newsbot_test_bot")
+        "/digest@newsbot_test_bot"
+    )
     sent = await bot.send_message(CHANNEL, "from bot")
     assert sent.sender_chat.id == CHANNEL and sent.from_user is None
 
@@ -348,8 +399,10 @@ async def test_application_polling_command_and_callback_roundtrip(api: FakeBotAp
         assert welcome["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "more"
         query_id = api.callback_query(USER, USER, welcome["message_id"], "more")
         await asyncio.to_thread(
-            api.wait_for, lambda s: s.message(USER, welcome["message_id"])["text"].endswith(
-                "more"), 2.0)
+            api.wait_for,
+            lambda s: s.message(USER, welcome["message_id"])["text"].endswith("more"),
+            2.0,
+        )
         assert api.callback_answer(query_id)["text"] == "ok"
         assert "reply_markup" not in api.message(USER, welcome["message_id"])
     finally:
@@ -359,9 +412,8 @@ async def test_application_polling_command_and_callback_roundtrip(api: FakeBotAp
 
 
 @pytest.mark.asyncio
-async def test_polling_survives_429_on_get_updates(api: FakeBotApi) -> None:
-    api.inject_fault("getUpdates", "429", retry_after=0)
-    api.inject_fault("getUpdates", "500")
+async def test_polling_survives_server_error_on_get_updates(api: FakeBotApi) -> None:
+    api.inject_fault("getUpdates", "500")  # PTB's network loop retries after 1 s
     seen: list[str] = []
 
     async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -376,7 +428,7 @@ async def test_polling_survives_429_on_get_updates(api: FakeBotApi) -> None:
     finally:
         await _stop(app)
     assert seen == ["/ping"]
-    assert [c.fault for c in api.calls("getUpdates")][:2] == ["429", "500"]
+    assert [c.fault for c in api.calls("getUpdates")][:2] == ["500", None]
 
 
 # ---------------------------------------------------------------- helpers & standalone
@@ -388,8 +440,9 @@ def test_wait_for_timeout_dumps_recent_calls(api: FakeBotApi) -> None:
 
 def test_standalone_process_with_control_endpoint() -> None:
     script = Path(__file__).with_name("fake_bot_api.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -399,8 +452,9 @@ def test_standalone_process_with_control_endpoint() -> None:
         assert httpx.get(f"{url}/getMe", timeout=2).json()["result"]["id"] == 123456
         sent = httpx.post(f"{url}/sendMessage", data={"chat_id": "55", "text": "auto chat"})
         assert sent.json()["ok"]
-        res = httpx.post(f"{root}/_control/private_message",
-                         content=json.dumps({"user_id": 7, "text": "/start"}))
+        res = httpx.post(
+            f"{root}/_control/private_message", content=json.dumps({"user_id": 7, "text": "/start"})
+        )
         assert res.json()["result"]["text"] == "/start"
         counts = httpx.post(f"{root}/_control/call_counts").json()["result"]
         assert counts == {"getMe": 1, "sendMessage": 1}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from bot.commands import corpus_cmds, search_cmds
+from bot.commands import answer_cmds, corpus_cmds, search_cmds
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add every sub-command to the parser."""
     corpus_cmds.register(sub)
     search_cmds.register(sub)
+    answer_cmds.register(sub)

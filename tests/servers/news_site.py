@@ -31,7 +31,7 @@ from xml.sax.saxutils import quoteattr
 
 __all__ = ["NewsSite", "RecordedRequest", "render_atom", "render_rss"]
 
-HugeMode = Literal["length", "chunked", "eof"]
+HugeMode = Literal["length", "chunked", "eof", "stall"]
 _CHUNK = 64 * 1024
 
 
@@ -133,7 +133,7 @@ def render_atom(
         '<feed xmlns="http://www.w3.org/2005/Atom">',
         f"<title>{xml_escape(title)}</title>",
         f"<id>{xml_escape(link)}</id>",
-        f"<link rel=\"alternate\" href={quoteattr(link)}/>",
+        f'<link rel="alternate" href={quoteattr(link)}/>',
         f"<updated>{_rfc3339(updated)}</updated>",
     ]
     for item in items:
@@ -142,7 +142,7 @@ def render_atom(
         if item.get("guid"):
             out.append(f"<id>{xml_escape(item['guid'])}</id>")
         if item.get("link"):
-            out.append(f"<link rel=\"alternate\" href={quoteattr(item['link'])}/>")
+            out.append(f'<link rel="alternate" href={quoteattr(item["link"])}/>')
         if item.get("published"):
             stamp = _rfc3339(item["published"])
             out.append(f"<published>{stamp}</published><updated>{stamp}</updated>")
@@ -250,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_huge(self, resource: _Huge) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        if resource.mode == "length":
+        if resource.mode in ("length", "stall"):
             self.send_header("Content-Length", str(resource.n_bytes))
         elif resource.mode == "chunked":
             self.send_header("Transfer-Encoding", "chunked")
@@ -258,6 +258,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
+        if resource.mode == "stall":
+            # Promise n_bytes, deliver a little, then go quiet: only a client
+            # that trusts the header fails fast instead of waiting.
+            self.wfile.write(b"x" * min(1024, resource.n_bytes))
+            self.wfile.flush()
+            self.server.site._stopping.wait(60)
+            self.close_connection = True
+            return
         remaining = resource.n_bytes
         while remaining > 0 and not self.server.site._stopping.is_set():
             block = b"x" * min(_CHUNK, remaining)
@@ -296,7 +304,10 @@ class NewsSite:
         server.site = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="NewsSite"
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name="NewsSite",
         )
         self._thread.start()
         return self
@@ -328,7 +339,7 @@ class NewsSite:
 
     @property
     def netloc(self) -> str:
-        """"127.0.0.1:PORT", the form ``UrlPolicy.allowed_hosts`` expects."""
+        """Host and port as "127.0.0.1:PORT", the form ``UrlPolicy.allowed_hosts`` expects."""
         return f"127.0.0.1:{self.port}"
 
     def url(self, path: str = "/") -> str:
@@ -381,12 +392,13 @@ class NewsSite:
 
     def set_malformed(self, path: str) -> None:
         """Serve bytes that are no feed (and no well-formed XML) at all."""
-        garbage = b"\x00\x17<<rss version=!!>> <item <title>broken & {not: a feed}\xff\xfe"
+        garbage = b"\x00\x17\xff\xfeGARBAGE <<< {not: a feed} >>> &&& </>\x00"
         self.set_page(path, garbage, "application/rss+xml")
 
     def set_huge(self, path: str, n_bytes: int, *, mode: HugeMode = "length") -> None:
         """Stream ``n_bytes``: with an honest Content-Length ("length"),
-        chunked ("chunked") or no length, ending at close ("eof")."""
+        chunked ("chunked"), no length, ending at close ("eof"), or declare
+        ``n_bytes`` but send only 1 KiB and stall until stop() ("stall")."""
         self._set(path, _Huge(n_bytes, mode))
 
     def requests_for(self, path: str) -> list[RecordedRequest]:
@@ -443,7 +455,8 @@ class NewsSite:
 </article>
 <aside class="related"><h2>Most read</h2><ul><li><a href="/x">Another story</a></li></ul></aside>
 </main>
-<footer><p>&copy; {name}. All rights reserved.</p><a href="/privacy">Privacy</a> <a href="/terms">Terms</a></footer>
+<footer><p>&copy; {name}. All rights reserved.</p>
+<a href="/privacy">Privacy</a> <a href="/terms">Terms</a></footer>
 </body>
 </html>
 """
