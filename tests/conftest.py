@@ -44,3 +44,37 @@ def samples_dir() -> Path:
 def fixtures_dir() -> Path:
     """Small input files written for the tests (tests/fixtures)."""
     return ROOT / "tests" / "fixtures"
+
+
+def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run the real ``newsbot`` console script; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "NEWSBOT_DATA_DIR": str(data_dir), **(env or {})}
+    script = Path(sys.executable).parent / "newsbot"
+    return subprocess.run(
+        [str(script), *args], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding the sample corpus, ingested and indexed with the real model.
+
+    Built once per session; tests that change it must copy it first (``copy_data_dir``).
+    """
+    data = tmp_path_factory.mktemp("sample-data")
+    result = run_cli("ingest", str(ROOT / "corpus" / "samples"), data_dir=data)
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+@pytest.fixture
+def copy_data_dir(sample_data_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the indexed sample data directory."""
+    import shutil
+
+    target = tmp_path / "data-copy"
+    shutil.copytree(sample_data_dir, target, symlinks=True)
+    return target

@@ -45,7 +45,9 @@ def newsbot(tmp_data_dir: Path):
 def summary_counts(stdout: str) -> dict[str, int]:
     match = re.search(r"added (\d+), updated (\d+), duplicates (\d+), failed (\d+)", stdout)
     assert match, stdout
-    return dict(zip(("added", "updated", "duplicates", "failed"), map(int, match.groups())))
+    return dict(
+        zip(("added", "updated", "duplicates", "failed"), map(int, match.groups()), strict=True)
+    )
 
 
 def test_help_shows_examples(newsbot) -> None:
@@ -73,9 +75,7 @@ def test_ingest_twice_then_stats(newsbot, samples_dir: Path, tmp_data_dir: Path)
 
     second = newsbot("ingest", seed, "--no-index")
     assert second.returncode == 0, second.stderr
-    assert summary_counts(second.stdout) == {
-        "added": 0, "updated": 0, "duplicates": 1, "failed": 0
-    }
+    assert summary_counts(second.stdout) == {"added": 0, "updated": 0, "duplicates": 1, "failed": 0}
 
     stats = newsbot("stats")
     assert stats.returncode == 0, stats.stderr
@@ -87,7 +87,9 @@ def test_ingest_twice_then_stats(newsbot, samples_dir: Path, tmp_data_dir: Path)
     assert not (tmp_data_dir / "index").exists()
 
 
-def test_data_dir_flag_overrides_the_environment(newsbot, samples_dir: Path, tmp_path: Path) -> None:
+def test_data_dir_flag_overrides_the_environment(
+    newsbot, samples_dir: Path, tmp_path: Path
+) -> None:
     other = tmp_path / "other-data"
     result = newsbot("--data-dir", other, "ingest", samples_dir / SEED_NAME, "--no-index")
     assert result.returncode == 0, result.stderr

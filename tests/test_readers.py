@@ -347,7 +347,9 @@ def test_markdown_heading_not_first_is_not_the_title(tmp_path: Path) -> None:
 # -- directories ----------------------------------------------------------------------------
 
 
-def test_directory_is_read_recursively_by_extension(tmp_path: Path, readers_dir: Path, samples_dir: Path) -> None:
+def test_directory_is_read_recursively_by_extension(
+    tmp_path: Path, readers_dir: Path, samples_dir: Path
+) -> None:
     root = tmp_path / "inbox"
     (root / "nested" / "deeper").mkdir(parents=True)
     shutil.copy(samples_dir / SEED_NAME, root / "nested" / "deeper" / "seed.TXT")
@@ -507,9 +509,7 @@ def test_bad_files_in_a_directory_fail_one_by_one(tmp_path: Path, samples_dir: P
     results = read_all(tmp_path)
     by_name = {Path(r.origin).name: r for r in results}
     assert isinstance(by_name["good.txt"], ArticleDraft)
-    reasons = {
-        name: r.reason for name, r in by_name.items() if isinstance(r, ReadFailure)
-    }
+    reasons = {name: r.reason for name, r in by_name.items() if isinstance(r, ReadFailure)}
     assert reasons == {
         "binary.md": "binary file, not text",
         "broken.json": "invalid JSON: Expecting property name enclosed in double quotes at line 1",

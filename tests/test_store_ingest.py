@@ -50,7 +50,10 @@ def draft(
 
 
 def long_text(words: int = 400, tag: str = "") -> str:
-    sentences = [f"Sentence {tag}{i} tells of the harbour and its quay number {i}." for i in range(words // 10)]
+    sentences = [
+        f"Sentence {tag}{i} tells of the harbour and its quay number {i}."
+        for i in range(words // 10)
+    ]
     return " ".join(sentences)
 
 
@@ -295,9 +298,7 @@ async def test_ingest_records_a_storage_failure_and_goes_on(
     monkeypatch.setattr(store_module, "chunk_spans", spans_failing_for_one)
     report = await ingest_results(store, read_path(samples_dir))
     assert len(report.added) == 12
-    assert report.failed == [
-        (str(samples_dir / SEED_NAME), "could not store it (IntegrityError)")
-    ]
+    assert report.failed == [(str(samples_dir / SEED_NAME), "could not store it (IntegrityError)")]
     titles = {t for (t,) in rows(store.path, "SELECT title FROM articles")}
     assert not any("inks agreement" in t for t in titles)
     assert rows(store.path, "SELECT COUNT(*) FROM articles") == [(12,)]
@@ -393,6 +394,8 @@ async def test_chunk_rows_for_index_carry_article_fields(store: Store) -> None:
     index_rows = await store.chunk_rows_for_index()
     chunks = await store.chunks_of(article_id)
     assert [r.chunk_id for r in index_rows] == [c.id for c in chunks]
-    assert all(r.title == "Harbour reopens" and r.published_at == date(2023, 6, 1) for r in index_rows)
+    assert all(
+        r.title == "Harbour reopens" and r.published_at == date(2023, 6, 1) for r in index_rows
+    )
     assert all(r.source == "Northern Ledger (fictional)" for r in index_rows)
     assert set((await store.get_chunks([c.id for c in chunks])).values()) == set(chunks)

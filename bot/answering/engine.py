@@ -16,6 +16,7 @@ from bot.answering.models import Answer, Quote
 from bot.answering.question import QuestionInfo, analyze
 from bot.answering.timeparse import resolve_time
 from corpus.store import Store
+from corpus.text import normalize_for_hash
 from embeddings.search import Hit, SearchFilters, SearchService
 
 RETRIEVE_K = 12
@@ -41,6 +42,19 @@ def quote_of(ev: Evidence) -> Quote:
     """An evidence sentence as a quote with its source."""
     a = ev.article
     return Quote(a.id, ev.start, ev.end, ev.text, a.title, a.source, a.published_at, a.url)
+
+
+def supporting_first(answer: str, chosen: Evidence, evidence: list[Evidence]) -> list[Evidence]:
+    """The answer's sentence, then others that name the answer, then the rest of its article,
+    then other good evidence: quotes that support the answer come before mere context."""
+    key = normalize_for_hash(answer.split()[-1]) if answer.split() else ""
+    rest = [ev for ev in evidence if ev is not chosen and ev.score >= chosen.score * 0.5]
+    names_it = [ev for ev in rest if key and key in normalize_for_hash(ev.text)]
+    same_article = [
+        ev for ev in rest if ev.article.id == chosen.article.id and ev not in names_it
+    ]
+    others = [ev for ev in rest if ev not in names_it and ev not in same_article]
+    return [chosen, *names_it, *same_article, *others]
 
 
 class AnswerEngine:
@@ -100,9 +114,7 @@ class AnswerEngine:
         found = extract(info, evidence)
         if found is None:
             return Answer(text="", abstained=True, **base)  # type: ignore[arg-type]
-        ordered = [found.evidence] + [
-            ev for ev in evidence if ev is not found.evidence and ev.score >= found.evidence.score * 0.5
-        ]
+        ordered = supporting_first(found.text, found.evidence, evidence)
         quotes = [quote_of(ev) for ev in ordered[: MAX_QUOTES + MORE_QUOTES]]
         elapsed = timedelta(seconds=time.perf_counter() - started)
         return Answer(

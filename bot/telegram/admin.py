@@ -1,0 +1,166 @@
+"""Admin commands: /reindex (live progress), /ingest URL, /stats, /delete ID.
+
+Only users in ``NEWSBOT_ADMIN_IDS``; everyone else gets a polite refusal and nothing happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date
+from functools import wraps
+from html import escape
+
+from telegram import Message, Update
+from telegram.ext import ContextTypes
+
+from bot.commands.corpus_cmds import format_stats
+from bot.commands.search_cmds import format_index_report
+from bot.telegram import metrics
+from bot.telegram.context import state_of
+from bot.telegram.replies import edit_html
+from corpus.fetch import FetchError, UrlPolicy, fetch_url
+from corpus.ingest import ingest_one
+from corpus.models import ArticleDraft, IngestReport
+from corpus.readers.html import parse_html
+from embeddings.search import SearchService
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+PROGRESS_EVERY = 1.0  # seconds between progress edits (Telegram allows ~1 edit/s per chat)
+
+
+def admin_only(handler: Handler) -> Handler:
+    """Run ``handler`` for admins; refuse politely otherwise."""
+
+    @wraps(handler)
+    async def guarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        state = state_of(context.bot_data)
+        user = update.effective_user
+        if not state.is_admin(user.id if user else None):
+            if update.effective_message:
+                await update.effective_message.reply_text(
+                    "Sorry, only the bot's admins can do that."
+                )
+            return
+        await handler(update, context)
+
+    return guarded
+
+
+def url_policy(context: ContextTypes.DEFAULT_TYPE) -> UrlPolicy:
+    """Fetch limits from settings."""
+    s = state_of(context.bot_data).settings
+    return UrlPolicy(
+        max_bytes=int(s.fetch_max_mb * 1_000_000),
+        timeout=s.fetch_timeout,
+        allowed_hosts=s.url_allowlist,
+    )
+
+
+@admin_only
+async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/stats: corpus statistics and index size."""
+    state = state_of(context.bot_data)
+    assert state.services and update.effective_message
+    stats = await state.services.store.stats()
+    metrics.set_corpus_size(stats.articles, stats.chunks)
+    text = format_stats(stats) + f"\nindexed:  {state.services.search.count} chunks"
+    await update.effective_message.reply_html(f"<pre>{escape(text)}</pre>")
+
+
+@admin_only
+async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/delete ID: delete an article (its chunks stop matching at once)."""
+    state = state_of(context.bot_data)
+    message = update.effective_message
+    assert state.services and message
+    if not context.args or not context.args[0].isdigit():
+        await message.reply_text("Usage: /delete ARTICLE_ID (see /stats and `newsbot articles`).")
+        return
+    article_id = int(context.args[0])
+    if await state.services.store.delete_article(article_id):
+        await message.reply_text(f"Deleted article {article_id}.")
+        context.application.create_task(state.services.search.update(), update=update)
+    else:
+        await message.reply_text(f"There is no article {article_id}.")
+
+
+@admin_only
+async def on_ingest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/ingest URL: fetch an article page, store it and index it."""
+    state = state_of(context.bot_data)
+    message = update.effective_message
+    assert state.services and message
+    if not context.args:
+        await message.reply_text("Usage: /ingest https://example.org/some-article")
+        return
+    url = context.args[0]
+    try:
+        fetched = await fetch_url(url, url_policy(context))
+    except FetchError as exc:
+        await message.reply_text(f"I could not fetch that page: {exc}")
+        return
+    if fetched.content_type and "html" not in fetched.content_type:
+        await message.reply_text(f"That is not a web page ({fetched.content_type}).")
+        return
+    result = await asyncio.to_thread(
+        parse_html, fetched.body, url, fetched.final_url, date.today()
+    )
+    if not isinstance(result, ArticleDraft):
+        await message.reply_text(f"I could not read an article there: {result.reason}.")
+        return
+    report = IngestReport()
+    article_id = await ingest_one(state.services.store, result, report)
+    if report.duplicates:
+        await message.reply_text(f"I already have that article (id {article_id}).")
+        return
+    await state.services.search.update()
+    verb = "Updated" if report.updated else "Added"
+    await message.reply_html(
+        f"{verb} article {article_id}: <b>{escape(result.title)}</b> "
+        f"({escape(result.source or 'unknown outlet')}, {result.published_at})."
+    )
+
+
+@admin_only
+async def on_reindex(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/reindex: rebuild the index in the background, with progress in one edited message."""
+    state = state_of(context.bot_data)
+    message = update.effective_message
+    assert state.services and message
+    if state.reindex_task is not None and not state.reindex_task.done():
+        await message.reply_text("A re-index is already running; I will report when it is done.")
+        return
+    status = await message.reply_text("Re-indexing: starting…")
+    state.reindex_task = context.application.create_task(
+        _reindex(state.services.search, status), update=update
+    )
+
+
+async def _reindex(search: SearchService, status: Message) -> None:
+    latest: list[str | int] = ["starting", 0, 0]
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        latest[:] = [stage, done, total]  # called from the embedding thread; read below
+
+    task = asyncio.create_task(search.update(rebuild=True, progress=on_progress))
+    shown = ""
+    while not task.done():
+        await asyncio.wait({task}, timeout=PROGRESS_EVERY)
+        text = "Re-indexing: {} {}/{}".format(*latest)
+        if text != shown and not task.done():
+            try:
+                await edit_html(status, escape(text))
+                shown = text
+            except Exception:  # progress is best effort; the re-index goes on
+                log.warning("could not edit the progress message", exc_info=True)
+    try:
+        report = task.result()
+    except Exception:
+        log.exception("re-index failed")
+        await edit_html(status, "Re-indexing failed; the previous index is still answering.")
+        return
+    await edit_html(status, "Re-index done: " + escape(format_index_report(report)))

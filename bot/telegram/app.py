@@ -1,0 +1,156 @@
+"""Build the Telegram application: one place, handlers registered in a commented order.
+
+Services (store, model, index) open in ``post_init`` and close in ``post_shutdown``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import traceback
+
+from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.services import Services
+from bot.settings import Settings
+from bot.telegram import admin, handlers, metrics
+from bot.telegram.context import BotState, state_of
+from bot.telegram.ratelimit import UserRateLimiter
+
+log = logging.getLogger(__name__)
+
+READER_COMMANDS = [
+    BotCommand("ask", "Ask a question about the news"),
+    BotCommand("about", "What articles I hold"),
+    BotCommand("help", "How to use me"),
+]
+ADMIN_COMMANDS = [
+    *READER_COMMANDS,
+    BotCommand("reindex", "Rebuild the search index"),
+    BotCommand("ingest", "Fetch and add an article by URL"),
+    BotCommand("stats", "Corpus statistics"),
+    BotCommand("delete", "Delete an article by id"),
+]
+# Commands work in channels too, where they arrive as channel posts.
+MESSAGES_AND_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
+
+
+async def post_init(application: Application) -> None:  # type: ignore[type-arg]
+    """Open the services and publish the command menus."""
+    state = state_of(application.bot_data)
+    state.services = await Services.open(state.settings)
+    state.engine = state.services.answers()
+    stats = await state.services.store.stats()
+    metrics.set_corpus_size(stats.articles, stats.chunks)
+    if state.settings.metrics_port:
+        metrics.serve(state.settings.metrics_port)
+    await application.bot.set_my_commands(READER_COMMANDS, scope=BotCommandScopeDefault())
+    for admin_id in state.settings.admin_ids:
+        try:
+            await application.bot.set_my_commands(
+                ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id)
+            )
+        except TelegramError as exc:  # an admin who never started the bot
+            log.warning("could not set admin commands for %s: %s", admin_id, exc)
+    log.info("newsbot ready: %d articles, %d chunks indexed", stats.articles, state.services.search.count)
+
+
+async def post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    """Close the services."""
+    state = state_of(application.bot_data)
+    if state.services:
+        await state.services.close()
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log every handler error with context, tell the admin chat, never show a traceback."""
+    metrics.ERRORS.inc()
+    error = context.error
+    if isinstance(error, Forbidden):  # blocked by a user: nothing to tell anyone
+        log.info("forbidden: %s", error)
+        return
+    log.error("error while handling an update", exc_info=error)
+    state = state_of(context.bot_data)
+    if isinstance(update, Update) and update.effective_message:
+        try:
+            await update.effective_message.reply_text(
+                "Sorry, something went wrong on my side. Please try again in a moment."
+            )
+        except TelegramError:
+            pass
+    if state.settings.admin_chat_id:
+        trace = "".join(traceback.format_exception(None, error, error.__traceback__ if error else None))
+        where = json.dumps(update.to_dict() if isinstance(update, Update) else str(update))[:800]
+        text = (
+            f"<b>newsbot error</b>\n<pre>{html.escape(trace[-2500:])}</pre>\n"
+            f"<pre>{html.escape(where)}</pre>"
+        )
+        try:
+            await context.bot.send_message(state.settings.admin_chat_id, text, parse_mode="HTML")
+        except TelegramError:
+            log.warning("could not notify the admin chat")
+
+
+async def on_my_chat_member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log when the bot is added to or removed from a chat."""
+    change = update.my_chat_member
+    if change:
+        log.info(
+            "bot is now %s in %s %s",
+            change.new_chat_member.status,
+            change.chat.type,
+            change.chat.id,
+        )
+
+
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    """The application with every handler registered."""
+    builder = (
+        ApplicationBuilder()
+        .token(settings.telegram_token)
+        .rate_limiter(AIORateLimiter(max_retries=5))
+        .concurrent_updates(8)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+    )
+    if settings.telegram_api_url:
+        base = settings.telegram_api_url.rstrip("/")
+        builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+    application = builder.build()
+    application.bot_data["state"] = BotState(
+        settings=settings, limiter=UserRateLimiter(settings.user_rate_per_minute)
+    )
+
+    # Order matters within a group: the first matching handler wins.
+    # 1. Commands (in any chat; /ask also in channel posts).
+    application.add_handler(CommandHandler(["start", "help"], handlers.on_start, MESSAGES_AND_POSTS))
+    application.add_handler(CommandHandler("about", handlers.on_about, MESSAGES_AND_POSTS))
+    application.add_handler(CommandHandler("ask", handlers.on_ask, MESSAGES_AND_POSTS))
+    application.add_handler(CommandHandler("reindex", admin.on_reindex))
+    application.add_handler(CommandHandler("ingest", admin.on_ingest))
+    application.add_handler(CommandHandler("stats", admin.on_stats))
+    application.add_handler(CommandHandler("delete", admin.on_delete))
+    # 2. Plain text: every private message is a question; in groups only mentions and
+    #    replies to the bot (what a bot with privacy mode on receives anyway).
+    text = filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE
+    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & text, handlers.on_private_text))
+    application.add_handler(MessageHandler(filters.ChatType.GROUPS & text, handlers.on_group_text))
+    # 3. Buttons and membership changes.
+    application.add_handler(CallbackQueryHandler(handlers.on_more, pattern=r"^more:"))
+    application.add_handler(ChatMemberHandler(on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+    # 4. One error handler for everything.
+    application.add_error_handler(on_error)
+    return application

@@ -1,0 +1,164 @@
+"""Handlers for readers: questions in private chats, groups and channels; help; more sources.
+
+Handlers only adapt: read the update, call the answer engine, render, reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from html import escape
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatAction, ChatType, MessageEntityType
+from telegram.ext import ContextTypes
+
+from bot.answering.models import Answer
+from bot.telegram import metrics
+from bot.telegram.context import state_of
+from bot.telegram.render import plain_text, render_answer, render_quotes, strip_html
+from bot.telegram.replies import reply_rendered
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 500
+
+HELP = (
+    "<b>Ask me about the news.</b> I answer from the articles I hold and quote them word for "
+    "word, with outlet, date and link, so you can check. If they do not say, I tell you.\n\n"
+    "• In a private chat, just write your question.\n"
+    "• In a group: <code>/ask who signed with Zolotov?</code>, mention me, or reply to me.\n"
+    "• In a channel where I am an admin: post <code>/ask your question</code>.\n\n"
+    "/about shows what I know: how many articles, from when, from which outlets."
+)
+
+
+def keyboard_for(answer: Answer, more_key: str | None) -> InlineKeyboardMarkup | None:
+    """"More sources" (when there are further quotes) and a link to the first article."""
+    buttons = []
+    if more_key:
+        buttons.append(InlineKeyboardButton("More sources", callback_data=f"more:{more_key}"))
+    if answer.quotes and answer.quotes[0].url and answer.quotes[0].url.startswith("http"):
+        buttons.append(InlineKeyboardButton("Open article", url=answer.quotes[0].url))
+    return InlineKeyboardMarkup([buttons]) if buttons else None
+
+
+async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str) -> None:
+    """Answer ``question`` in reply to the update's message."""
+    state = state_of(context.bot_data)
+    message = update.effective_message
+    if message is None or state.engine is None:
+        return
+    question = question.strip()
+    if not question:
+        await message.reply_text("Ask me a question about the news, e.g. /ask who signed with Zolotov?")
+        return
+    user = update.effective_user
+    wait = state.limiter.allow(user.id) if user else 0.0
+    if wait:
+        await message.reply_text(
+            f"You are asking faster than I can read. Please try again in {int(wait) + 1} s."
+        )
+        return
+    cut_note = None
+    if len(question) > MAX_QUESTION_CHARS:
+        question = question[:MAX_QUESTION_CHARS]
+        cut_note = f"(Your question was long; I read its first {MAX_QUESTION_CHARS} characters.)"
+    await context.bot.send_chat_action(message.chat_id, ChatAction.TYPING)
+    started = time.perf_counter()
+    answer = await state.engine.answer(question)
+    metrics.observe_answer(answer.abstained, time.perf_counter() - started)
+    more_key = state.remember_more(answer.more_quotes) if answer.more_quotes else None
+    html, plain = render_answer(answer), plain_text(answer)
+    if cut_note:
+        html[0] = f"<i>{escape(cut_note)}</i>\n\n{html[0]}"
+        plain[0] = f"{cut_note}\n\n{plain[0]}"
+    await reply_rendered(message, html, plain, keyboard_for(answer, more_key))
+
+
+def _mentions_bot(update: Update, username: str) -> str | None:
+    """The message text without the bot's @mention, if it mentions the bot."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return None
+    mention = f"@{username}".lower()
+    for entity in message.entities:
+        if entity.type == MessageEntityType.MENTION:
+            if message.parse_entity(entity).lower() == mention:
+                return re.sub(re.escape(mention), " ", message.text, flags=re.I).strip()
+    return None
+
+
+async def on_private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Private chat: any text is a question."""
+    if update.effective_message and update.effective_message.text:
+        await answer_question(update, context, update.effective_message.text)
+
+
+async def on_group_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Groups: a mention of the bot, or a reply to one of its messages, is a question."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    stripped = _mentions_bot(update, context.bot.username)
+    if stripped is not None:
+        await answer_question(update, context, stripped)
+        return
+    replied = message.reply_to_message
+    if replied and replied.from_user and replied.from_user.id == context.bot.id:
+        await answer_question(update, context, message.text)
+
+
+async def on_ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/ask QUESTION in any chat (channel posts included)."""
+    await answer_question(update, context, " ".join(context.args or []))
+
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/start and /help."""
+    if update.effective_message:
+        await update.effective_message.reply_html(HELP)
+
+
+async def on_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/about: article count, date range, outlets."""
+    state = state_of(context.bot_data)
+    if update.effective_message is None or state.services is None:
+        return
+    stats = await state.services.store.stats()
+    if not stats.articles:
+        await update.effective_message.reply_text("I hold no articles yet.")
+        return
+    outlets = ", ".join(escape(s or "unknown") for s, _ in stats.sources[:10])
+    more = f" and {len(stats.sources) - 10} more" if len(stats.sources) > 10 else ""
+    await update.effective_message.reply_html(
+        f"I hold <b>{stats.articles}</b> articles published from "
+        f"{stats.first_date:%d %B %Y} to {stats.last_date:%d %B %Y}, "
+        f"from {outlets}{more}."
+    )
+
+
+async def on_more(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The "More sources" button: the answer's further quotes."""
+    query = update.callback_query
+    if query is None or not query.data:
+        return
+    state = state_of(context.bot_data)
+    quotes = state.more.get(query.data.partition(":")[2])
+    if not quotes:
+        await query.answer("That answer is too old to expand; please ask again.")
+        return
+    await query.answer()
+    if query.message is None:
+        return
+    messages = render_quotes(quotes)
+    await reply_rendered(query.message, messages, [strip_html(m) for m in messages])  # type: ignore[arg-type]
+
+
+def chat_kind(update: Update) -> str:
+    """private, group or channel (for logs and metrics)."""
+    chat = update.effective_chat
+    if chat is None:
+        return "unknown"
+    return {ChatType.PRIVATE: "private", ChatType.CHANNEL: "channel"}.get(chat.type, "group")  # type: ignore[call-overload]
