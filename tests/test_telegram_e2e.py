@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,7 +176,7 @@ def test_admin_ingest_url_and_delete(api: FakeBotApi, bot, site: NewsSite) -> No
                 "The boats will carry 120 passengers each and enter service in 2025, replacing diesel vessels built in 1979.",
             ],
             author="Test Desk",
-            published="2023-08-28",
+            published=datetime(2023, 8, 28, 9, 0, tzinfo=UTC),
             site_name="Test News (fictional)",
         ),
     )

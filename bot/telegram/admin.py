@@ -131,13 +131,20 @@ async def on_reindex(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     state = state_of(context.bot_data)
     message = update.effective_message
     assert state.services and message
-    if state.reindex_task is not None and not state.reindex_task.done():
+    if state.reindexing:
         await message.reply_text("A re-index is already running; I will report when it is done.")
         return
-    status = await message.reply_text("Re-indexing: starting…")
-    state.reindex_task = context.application.create_task(
-        _reindex(state.services.search, status), update=update
-    )
+    # Set before the first await: updates run concurrently, a second /reindex may be next.
+    state.reindexing = True
+    try:
+        status = await message.reply_text("Re-indexing: starting…")
+        task = context.application.create_task(
+            _reindex(state.services.search, status), update=update
+        )
+    except BaseException:
+        state.reindexing = False
+        raise
+    task.add_done_callback(lambda _: setattr(state, "reindexing", False))
 
 
 async def _reindex(search: SearchService, status: Message) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ class BotState:
     engine: AnswerEngine | None = None
     more: OrderedDict[str, tuple[Quote, ...]] = field(default_factory=OrderedDict)
     next_more_id: int = 0
-    reindex_task: asyncio.Task | None = None  # type: ignore[type-arg]
+    reindexing: bool = False
 
     def remember_more(self, quotes: tuple[Quote, ...]) -> str:
         """Keep further quotes for a "More sources" button; returns its key (bounded cache)."""

@@ -30,6 +30,10 @@ class UnreadableFile(Exception):
     """A file that cannot be read as text; ``str()`` is the reason shown to the user."""
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} bytes"
+
+
 def read_bytes(path: Path, max_bytes: int) -> bytes:
     """Read a file, refusing empty, oversized and binary ones with a clear reason."""
     size = path.stat().st_size
@@ -37,7 +41,7 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
         raise UnreadableFile("empty file")
     if size > max_bytes:
         raise UnreadableFile(
-            f"file too large ({size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB)"
+            f"file too large ({_size(size)}; the limit is {_size(max_bytes)})"
         )
     data = path.read_bytes()
     if b"\x00" in data[:8192]:

@@ -35,6 +35,8 @@ def parse_html(
             include_comments=False,
             include_tables=False,
             favor_precision=True,
+            # The wide date search takes a footer's "Copyright 2023" for a date.
+            date_extraction_params={"extensive_search": False, "original_date": True},
         )
     except Exception as exc:  # trafilatura raises many types on broken markup
         log.debug("trafilatura failed on %s: %r", origin, exc)
@@ -44,12 +46,18 @@ def parse_html(
     meta = json.loads(extracted)
     # trafilatura separates paragraphs with single newlines; we use blank lines.
     text = clean_body((meta.get("text") or "").replace("\n", "\n\n"))
+    title = " ".join((meta.get("title") or "").split())
+    first, _, rest = text.partition("\n\n")
+    if title and first.strip() == title and rest:
+        text = rest  # the page's <h1> repeats the title
     draft = ArticleDraft(
-        title=" ".join((meta.get("title") or "").split()),
+        title=title,
         text=text,
         published_at=parse_date(meta.get("date")) or default_date,
-        source=(meta.get("sitename") or meta.get("hostname") or "").strip(),
-        url=url or meta.get("url") or None,
+        source=(
+            meta.get("sitename") or meta.get("source-hostname") or meta.get("hostname") or ""
+        ).strip(),
+        url=url or meta.get("url") or meta.get("source") or None,
         authors=as_authors(meta.get("author")),
         language=meta.get("language") or "en",
         origin=origin,
