@@ -26,7 +26,9 @@ def configure_logging(as_json: bool, level: int = logging.INFO) -> None:
     """Configure the root logger once; quiet the chatty HTTP client."""
     handler = logging.StreamHandler()
     handler.setFormatter(
-        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if as_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -60,8 +60,12 @@ class Services:
     def answers(self) -> AnswerEngine:
         """The answer engine over these services (thresholds from settings when set)."""
         from bot.answering.engine import AnswerEngine
+        from bot.answering.generative import GenerativeAnswerer, LlmConfig
 
-        return AnswerEngine(self.store, self.search)
+        llm = LlmConfig.from_settings(self.settings)
+        return AnswerEngine(
+            self.store, self.search, generator=GenerativeAnswerer(llm) if llm else None
+        )
 
     async def close(self) -> None:
         """Release everything."""

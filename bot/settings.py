@@ -22,7 +22,9 @@ def _ids(value: str) -> frozenset[int]:
     try:
         return frozenset(int(v) for v in value.replace(";", ",").split(",") if v.strip())
     except ValueError:
-        raise SettingsError(f"NEWSBOT_ADMIN_IDS must be comma-separated numbers, got {value!r}")
+        raise SettingsError(
+            f"NEWSBOT_ADMIN_IDS must be comma-separated numbers, got {value!r}"
+        ) from None
 
 
 def _words(value: str) -> frozenset[str]:

@@ -305,9 +305,7 @@ class Store:
             "SELECT c.id, c.article_id, c.content_hash, c.text, a.title, a.published_at, a.source"
             " FROM chunks c JOIN articles a ON a.id = c.article_id ORDER BY c.id"
         )
-        return [
-            ChunkIndexRow(r[0], r[1], r[2], r[3], r[4], _parse_date(r[5]), r[6]) for r in rows
-        ]
+        return [ChunkIndexRow(r[0], r[1], r[2], r[3], r[4], _parse_date(r[5]), r[6]) for r in rows]
 
     async def chunks_of(self, article_id: int) -> list[Chunk]:
         """An article's chunks in order."""

@@ -89,8 +89,9 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(
             resolve_model_path(model), device="cpu", model_kwargs=kwargs
         )
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        get_dim = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
         )
         self._dim = int(get_dim() or 0)
         log.info("loaded %s (%s, dim %d)", model, precision, self._dim)

@@ -167,7 +167,9 @@ class SearchService:
         keyword = live.index.keyword.search(query, CANDIDATES, allowed)
         return dense, keyword
 
-    async def dense_only(self, query: str, k: int, filters: SearchFilters | None = None) -> list[Hit]:
+    async def dense_only(
+        self, query: str, k: int, filters: SearchFilters | None = None
+    ) -> list[Hit]:
         """Dense ranking alone (for benchmarks)."""
         return await self._single(query, k, filters, use_dense=True)
 
@@ -215,5 +217,3 @@ class SearchService:
             if len(hits) >= k:
                 break
         return hits
-
-

@@ -113,7 +113,7 @@ def reply_with(answer: str, *quotes: tuple[Any, str]) -> str:
 
 
 def test_straight_quotes_match_typographic_ones_with_exact_offsets() -> None:
-    quoted = "\"We've waited a decade for this,\" said Mayor Ilse Varga"
+    quoted = '"We\'ve waited a decade for this," said Mayor Ilse Varga'
     span = locate_quote(FERRY, quoted)
     assert span is not None
     start, end = span
@@ -130,7 +130,9 @@ def test_typographic_quotes_in_the_quote_match_straight_ones_in_the_text() -> No
 def test_dashes_fold_to_hyphens() -> None:
     span = locate_quote(FERRY, "councillors voted 7-2 to approve the new ferry terminal.")
     assert span is not None
-    assert FERRY[span[0] : span[1]] == "councillors voted 7\u20132 to approve the new ferry terminal."
+    assert (
+        FERRY[span[0] : span[1]] == "councillors voted 7\u20132 to approve the new ferry terminal."
+    )
 
 
 def test_whitespace_runs_and_newlines_match_any_whitespace() -> None:
@@ -166,7 +168,10 @@ def test_exact_copy_returns_its_own_offsets() -> None:
 def test_surrounding_quotation_marks_and_ellipses_are_ignored() -> None:
     start = FERRY.index("Construction is expected")
     expected = (start, start + len("Construction is expected to begin in March"))
-    assert locate_quote(FERRY, "\u201c...Construction is expected to begin in March\u2026\u201d") == expected
+    assert (
+        locate_quote(FERRY, "\u201c...Construction is expected to begin in March\u2026\u201d")
+        == expected
+    )
     assert locate_quote(FERRY, "'Construction is expected to begin in March...'") == expected
 
 
@@ -192,7 +197,10 @@ def test_not_found() -> None:
 
 
 def test_within_restricts_to_the_passage() -> None:
-    text = "The ferry leaves at noon every day. Other news follows. The ferry leaves at noon every day."
+    text = (
+        "The ferry leaves at noon every day. Other news follows. "
+        "The ferry leaves at noon every day."
+    )
     second = text.rindex("The ferry")
     assert locate_quote(text, "The ferry leaves at noon", within=(0, 34)) == (0, 24)
     assert locate_quote(text, "The ferry leaves at noon", within=(20, len(text))) == (
@@ -239,7 +247,9 @@ def test_parse_reply_finds_json_in_fences_and_prose() -> None:
     assert fenced.quotes[0].passage == 1
     prose = parse_reply(f"Sure! {plain} Let me know.")
     assert prose is not None and prose.quotes[0].text == "some exact words here"
-    numbered = parse_reply('{"answer": "Yes.", "quotes": [{"passage": "[2]", "text": "abc def ghi"}]}')
+    numbered = parse_reply(
+        '{"answer": "Yes.", "quotes": [{"passage": "[2]", "text": "abc def ghi"}]}'
+    )
     assert numbered is not None and numbered.quotes[0].passage == 2
     assert parse_reply("no json here") is None
     assert parse_reply('{"something": "else"}') is None
@@ -275,7 +285,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 def answerer(
     llm: OpenAICompatServer, client: httpx.AsyncClient | None, **config: Any
 ) -> GenerativeAnswerer:
-    return GenerativeAnswerer(LlmConfig(base_url=llm.base_url, model="test-model", **config), client)
+    return GenerativeAnswerer(
+        LlmConfig(base_url=llm.base_url, model="test-model", **config), client
+    )
 
 
 async def test_verified_quote_with_exact_offsets(llm: OpenAICompatServer, client) -> None:
@@ -284,7 +296,7 @@ async def test_verified_quote_with_exact_offsets(llm: OpenAICompatServer, client
         + reply_with(
             "The council voted 7-2 to approve the new ferry terminal.",
             (1, "councillors voted 7-2 to approve the new ferry terminal"),
-            (1, "\"We've waited a decade for this,\" said Mayor Ilse Varga."),
+            (1, '"We\'ve waited a decade for this," said Mayor Ilse Varga.'),
         )
         + "\n```"
     )
@@ -300,12 +312,17 @@ async def test_verified_quote_with_exact_offsets(llm: OpenAICompatServer, client
     for q in got.quotes:
         assert FERRY[q.start : q.end] == q.text
         assert (q.article_id, q.title, q.source, q.url) == (
-            1, "Council approves ferry terminal", "Mellin Gazette", "https://news.example/1",
+            1,
+            "Council approves ferry terminal",
+            "Mellin Gazette",
+            "https://news.example/1",
         )
     # The fallback's own quote overlaps a verified one; its other quote is kept.
     assert [q.article_id for q in got.more_quotes] == [2]
     assert (got.corpus_first, got.corpus_last, got.as_of) == (
-        fallback.corpus_first, fallback.corpus_last, fallback.as_of,
+        fallback.corpus_first,
+        fallback.corpus_last,
+        fallback.as_of,
     )
 
     request = llm.requests[0]
@@ -433,7 +450,9 @@ async def test_model_refusal_abstains_when_the_engine_abstained(
     got = await answerer(llm, client).answer(QUESTION, EVIDENCE, fallback)
     assert got.abstained and got.quotes == () and got.more_quotes == ()
     assert (got.corpus_first, got.corpus_last, got.as_of) == (
-        fallback.corpus_first, fallback.corpus_last, fallback.as_of,
+        fallback.corpus_first,
+        fallback.corpus_last,
+        fallback.as_of,
     )
 
 

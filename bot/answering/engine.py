@@ -6,9 +6,9 @@ sentence span of a stored article.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
+from typing import TYPE_CHECKING
 
 from bot.answering.evidence import Evidence, score_sentences
 from bot.answering.extract import extract
@@ -18,6 +18,9 @@ from bot.answering.timeparse import resolve_time
 from corpus.store import Store
 from corpus.text import normalize_for_hash
 from embeddings.search import Hit, SearchFilters, SearchService
+
+if TYPE_CHECKING:
+    from bot.answering.generative import GenerativeAnswerer
 
 RETRIEVE_K = 12
 MAX_QUOTES = 3
@@ -50,9 +53,7 @@ def supporting_first(answer: str, chosen: Evidence, evidence: list[Evidence]) ->
     key = normalize_for_hash(answer.split()[-1]) if answer.split() else ""
     rest = [ev for ev in evidence if ev is not chosen and ev.score >= chosen.score * 0.5]
     names_it = [ev for ev in rest if key and key in normalize_for_hash(ev.text)]
-    same_article = [
-        ev for ev in rest if ev.article.id == chosen.article.id and ev not in names_it
-    ]
+    same_article = [ev for ev in rest if ev.article.id == chosen.article.id and ev not in names_it]
     others = [ev for ev in rest if ev not in names_it and ev not in same_article]
     return [chosen, *names_it, *same_article, *others]
 
@@ -61,11 +62,16 @@ class AnswerEngine:
     """Extractive question answering over the corpus."""
 
     def __init__(
-        self, store: Store, search: SearchService, thresholds: Thresholds | None = None
+        self,
+        store: Store,
+        search: SearchService,
+        thresholds: Thresholds | None = None,
+        generator: GenerativeAnswerer | None = None,
     ) -> None:
         self.store = store
         self.search = search
         self.thresholds = thresholds or Thresholds()
+        self.generator = generator
 
     async def retrieve(self, info: QuestionInfo, as_of: date) -> list[Hit]:
         """Hybrid hits published by ``as_of``; those in the question's time range first."""
@@ -96,33 +102,49 @@ class AnswerEngine:
         )
 
     async def answer(self, question: str, as_of: date | None = None) -> Answer:
-        """Answer ``question`` as a reader on ``as_of`` (default today) would be answered."""
-        started = time.perf_counter()
+        """Answer ``question`` as a reader on ``as_of`` (default today) would be answered.
+
+        With a language model configured, it may rephrase the answer and pick quotes,
+        but only quotes verified against the stored text survive, and any failure
+        falls back to the extractive answer.
+        """
         as_of = as_of or date.today()
         info = analyze(question)
-        stats = await self.store.stats()
         hits = await self.retrieve(info, as_of)
         evidence = score_sentences(info, hits, self.search.idf)
-        base = dict(
-            question=question,
-            corpus_first=stats.first_date,
-            corpus_last=min(stats.last_date, as_of) if stats.last_date else None,
-            as_of=as_of,
-        )
-        if not evidence or self.is_weak(evidence[0], info):
-            return Answer(text="", abstained=True, **base)  # type: ignore[arg-type]
-        found = extract(info, evidence)
+        extractive = await self._extractive(info, evidence, as_of)
+        if self.generator is None:
+            return extractive
+        return await self.generator.answer(question, evidence, extractive)
+
+    async def _extractive(
+        self, info: QuestionInfo, evidence: list[Evidence], as_of: date
+    ) -> Answer:
+        found = None
+        if evidence and not self.is_weak(evidence[0], info):
+            found = extract(info, evidence)
         if found is None:
-            return Answer(text="", abstained=True, **base)  # type: ignore[arg-type]
+            return await self.not_found(info.text, as_of)
         ordered = supporting_first(found.text, found.evidence, evidence)
         quotes = [quote_of(ev) for ev in ordered[: MAX_QUOTES + MORE_QUOTES]]
-        elapsed = timedelta(seconds=time.perf_counter() - started)
         return Answer(
+            question=info.text,
             text=found.text,
             abstained=False,
             quotes=tuple(quotes[:MAX_QUOTES]),
             more_quotes=tuple(quotes[MAX_QUOTES:]),
+            as_of=as_of,
             confidence=evidence[0].score,
-            notes=(f"answered in {elapsed.total_seconds() * 1000:.0f} ms",),
-            **base,  # type: ignore[arg-type]
+        )
+
+    async def not_found(self, question: str, as_of: date) -> Answer:
+        """An abstention that states the corpus' date range (as seen on ``as_of``)."""
+        stats = await self.store.stats()
+        return Answer(
+            question=question,
+            text="",
+            abstained=True,
+            corpus_first=stats.first_date,
+            corpus_last=min(stats.last_date, as_of) if stats.last_date else None,
+            as_of=as_of,
         )

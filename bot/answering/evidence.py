@@ -21,8 +21,23 @@ from embeddings.search import Hit
 from embeddings.tokenize import tokenize
 
 QUANTITY_FOCUS = {
-    "fee", "price", "cost", "amount", "number", "total", "salary", "budget", "percent", "rate",
-    "value", "sum", "age", "score", "population", "figure", "share",
+    "fee",
+    "price",
+    "cost",
+    "amount",
+    "number",
+    "total",
+    "salary",
+    "budget",
+    "percent",
+    "rate",
+    "value",
+    "sum",
+    "age",
+    "score",
+    "population",
+    "figure",
+    "share",
 }
 TYPE_KINDS = {
     "who": {"person": 1.0, "org": 0.7, "name": 0.6},
@@ -69,7 +84,11 @@ class Evidence:
 
 
 def _coverage(
-    terms: tuple[str, ...], here: set[str], near: set[str], title: set[str], idf: Callable[[str], float]
+    terms: tuple[str, ...],
+    here: set[str],
+    near: set[str],
+    title: set[str],
+    idf: Callable[[str], float],
 ) -> float:
     total = sum(idf(t) for t in terms)
     if not total:

@@ -73,7 +73,7 @@ def _phrase_after_terms(ev: Evidence, info: QuestionInfo) -> str:
     if last < 0 or last + 1 >= len(words):
         return ""
     rest = words[last + 1 :]
-    phrase = ev.article.text[rest[0].start() : rest[-1].end()].rstrip(".!?\"”’ ")
+    phrase = ev.article.text[rest[0].start() : rest[-1].end()].rstrip('.!?"”’ ')
     return phrase if 1 <= len(rest) <= 8 else ""
 
 

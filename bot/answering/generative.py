@@ -11,6 +11,7 @@ quote, the extractive ``fallback`` answer is returned unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -34,8 +35,9 @@ MAX_ANSWER_CHARS = 300
 
 SYSTEM_PROMPT = """\
 You answer questions about the news using ONLY the numbered passages you are given.
-Reply with a single JSON object and nothing else:
-{"answer": "<one or two short sentences>", "quotes": [{"passage": <number>, "text": "<exact words>"}]}
+Reply with a single JSON object and nothing else, shaped like
+{"answer": "<one or two short sentences>",
+ "quotes": [{"passage": <number>, "text": "<exact words>"}]}
 Rules:
 - Every quote must be copied word for word from the passage whose number it gives: \
 a whole sentence or a clause of at least five words. Do not paraphrase, shorten \
@@ -218,10 +220,8 @@ def _json_objects(content: str) -> list[Any]:
     found: list[Any] = []
     candidates = [content.strip(), *(m.group(1).strip() for m in _FENCE.finditer(content))]
     for text in candidates:
-        try:
+        with contextlib.suppress(ValueError):
             found.append(json.loads(text))
-        except ValueError:
-            pass
     decoder = json.JSONDecoder()
     for m in re.finditer(r"\{", content):
         try:
@@ -346,9 +346,7 @@ def _abstention(question: str, fallback: Answer) -> Answer:
     )
 
 
-def _generative_answer(
-    question: str, text: str, verified: list[Quote], fallback: Answer
-) -> Answer:
+def _generative_answer(question: str, text: str, verified: list[Quote], fallback: Answer) -> Answer:
     """The model's answer with its verified quotes first, then the fallback's others."""
     extra = [
         q

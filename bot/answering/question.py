@@ -19,12 +19,65 @@ _FOCUS = re.compile(r"\b(?:which|what|how\s+many|how\s+much)\s+((?:[a-z-]+\s+){0
 _NAME = re.compile(
     r"(?<![\w'’])[A-Z][\w'’.-]*(?:\s+(?:(?:of|de|al|bin|von|van)\s+)?[A-Z][\w'’.-]*)*"
 )
-_QUESTION_WORDS = {"Who", "What", "When", "Where", "Which", "How", "Why", "Whom", "Whose",
-                   "Did", "Does", "Do", "Is", "Are", "Was", "Were", "Has", "Have", "Can", "In", "On",
-                   "The", "A", "An", "This", "He", "She", "It", "They", "Its", "His", "Her"}
+_QUESTION_WORDS = {
+    "Who",
+    "What",
+    "When",
+    "Where",
+    "Which",
+    "How",
+    "Why",
+    "Whom",
+    "Whose",
+    "Did",
+    "Does",
+    "Do",
+    "Is",
+    "Are",
+    "Was",
+    "Were",
+    "Has",
+    "Have",
+    "Can",
+    "In",
+    "On",
+    "The",
+    "A",
+    "An",
+    "This",
+    "He",
+    "She",
+    "It",
+    "They",
+    "Its",
+    "His",
+    "Her",
+}
 _AUX_VERBS = {
-    "is", "are", "was", "were", "be", "been", "do", "does", "did", "has", "have", "had", "will",
-    "would", "can", "could", "should", "the", "a", "an", "of", "in", "on", "to",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "do",
+    "does",
+    "did",
+    "has",
+    "have",
+    "had",
+    "will",
+    "would",
+    "can",
+    "could",
+    "should",
+    "the",
+    "a",
+    "an",
+    "of",
+    "in",
+    "on",
+    "to",
 }
 
 
@@ -43,7 +96,9 @@ class QuestionInfo:
 def analyze(question: str) -> QuestionInfo:
     """Parse a question."""
     # The earliest question word decides: "At which airport ... when he arrived" is "which".
-    found = [(m.start(), i, name) for i, (name, p) in enumerate(_TYPES) if (m := p.search(question))]
+    found = [
+        (m.start(), i, name) for i, (name, p) in enumerate(_TYPES) if (m := p.search(question))
+    ]
     qtype = min(found)[2] if found else "other"
     focus = ""
     if m := _FOCUS.search(question):

@@ -46,9 +46,7 @@ def format_report(report: IngestReport) -> str:
 
 def format_stats(stats: CorpusStats) -> str:
     """Corpus statistics as a few lines of text."""
-    span = (
-        f"{stats.first_date} to {stats.last_date}" if stats.first_date else "no dated articles"
-    )
+    span = f"{stats.first_date} to {stats.last_date}" if stats.first_date else "no dated articles"
     lines = [
         f"articles: {stats.articles}",
         f"chunks:   {stats.chunks}",

@@ -28,15 +28,23 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         telegram_api_url=args.api_url or settings.telegram_api_url,
     )
     if not settings.telegram_token:
-        print("newsbot run: set NEWSBOT_TELEGRAM_TOKEN (from @BotFather) or pass --token",
-              file=sys.stderr)
+        print(
+            "newsbot run: set NEWSBOT_TELEGRAM_TOKEN (from @BotFather) or pass --token",
+            file=sys.stderr,
+        )
         return 2
     configure_logging(settings.log_json, logging.INFO)
     from bot.telegram.app import build_application  # imports PTB only when running the bot
 
     application = build_application(settings)
-    updates = ["message", "edited_message", "channel_post", "edited_channel_post",
-               "callback_query", "my_chat_member"]
+    updates = [
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+        "callback_query",
+        "my_chat_member",
+    ]
     if args.webhook:
         application.run_webhook(
             listen=args.listen,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import date
 from functools import wraps
@@ -106,9 +105,7 @@ async def on_ingest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if fetched.content_type and "html" not in fetched.content_type:
         await message.reply_text(f"That is not a web page ({fetched.content_type}).")
         return
-    result = await asyncio.to_thread(
-        parse_html, fetched.body, url, fetched.final_url, date.today()
-    )
+    result = await asyncio.to_thread(parse_html, fetched.body, url, fetched.final_url, date.today())
     if not isinstance(result, ArticleDraft):
         await message.reply_text(f"I could not read an article there: {result.reason}.")
         return

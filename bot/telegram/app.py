@@ -5,6 +5,7 @@ Services (store, model, index) open in ``post_init`` and close in ``post_shutdow
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -65,7 +66,9 @@ async def post_init(application: Application) -> None:  # type: ignore[type-arg]
             )
         except TelegramError as exc:  # an admin who never started the bot
             log.warning("could not set admin commands for %s: %s", admin_id, exc)
-    log.info("newsbot ready: %d articles, %d chunks indexed", stats.articles, state.services.search.count)
+    log.info(
+        "newsbot ready: %d articles, %d chunks indexed", stats.articles, state.services.search.count
+    )
 
 
 async def post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
@@ -85,14 +88,14 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("error while handling an update", exc_info=error)
     state = state_of(context.bot_data)
     if isinstance(update, Update) and update.effective_message:
-        try:
+        with contextlib.suppress(TelegramError):  # the error may be Telegram itself
             await update.effective_message.reply_text(
                 "Sorry, something went wrong on my side. Please try again in a moment."
             )
-        except TelegramError:
-            pass
     if state.settings.admin_chat_id:
-        trace = "".join(traceback.format_exception(None, error, error.__traceback__ if error else None))
+        trace = "".join(
+            traceback.format_exception(None, error, error.__traceback__ if error else None)
+        )
         where = json.dumps(update.to_dict() if isinstance(update, Update) else str(update))[:800]
         text = (
             f"<b>newsbot error</b>\n<pre>{html.escape(trace[-2500:])}</pre>\n"
@@ -136,7 +139,9 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
 
     # Order matters within a group: the first matching handler wins.
     # 1. Commands (in any chat; /ask also in channel posts).
-    application.add_handler(CommandHandler(["start", "help"], handlers.on_start, MESSAGES_AND_POSTS))
+    application.add_handler(
+        CommandHandler(["start", "help"], handlers.on_start, MESSAGES_AND_POSTS)
+    )
     application.add_handler(CommandHandler("about", handlers.on_about, MESSAGES_AND_POSTS))
     application.add_handler(CommandHandler("ask", handlers.on_ask, MESSAGES_AND_POSTS))
     application.add_handler(CommandHandler("reindex", admin.on_reindex))
@@ -146,7 +151,9 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     # 2. Plain text: every private message is a question; in groups only mentions and
     #    replies to the bot (what a bot with privacy mode on receives anyway).
     text = filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE
-    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & text, handlers.on_private_text))
+    application.add_handler(
+        MessageHandler(filters.ChatType.PRIVATE & text, handlers.on_private_text)
+    )
     application.add_handler(MessageHandler(filters.ChatType.GROUPS & text, handlers.on_group_text))
     # 3. Buttons and membership changes.
     application.add_handler(CallbackQueryHandler(handlers.on_more, pattern=r"^more:"))

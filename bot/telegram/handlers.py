@@ -35,7 +35,7 @@ HELP = (
 
 
 def keyboard_for(answer: Answer, more_key: str | None) -> InlineKeyboardMarkup | None:
-    """"More sources" (when there are further quotes) and a link to the first article."""
+    """ "More sources" (when there are further quotes) and a link to the first article."""
     buttons = []
     if more_key:
         buttons.append(InlineKeyboardButton("More sources", callback_data=f"more:{more_key}"))
@@ -44,7 +44,9 @@ def keyboard_for(answer: Answer, more_key: str | None) -> InlineKeyboardMarkup |
     return InlineKeyboardMarkup([buttons]) if buttons else None
 
 
-async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str) -> None:
+async def answer_question(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, question: str
+) -> None:
     """Answer ``question`` in reply to the update's message."""
     state = state_of(context.bot_data)
     message = update.effective_message
@@ -52,7 +54,9 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
         return
     question = question.strip()
     if not question:
-        await message.reply_text("Ask me a question about the news, e.g. /ask who signed with Zolotov?")
+        await message.reply_text(
+            "Ask me a question about the news, e.g. /ask who signed with Zolotov?"
+        )
         return
     user = update.effective_user
     wait = state.limiter.allow(user.id) if user else 0.0
@@ -84,9 +88,9 @@ def _mentions_bot(update: Update, username: str) -> str | None:
         return None
     mention = f"@{username}".lower()
     for entity in message.entities:
-        if entity.type == MessageEntityType.MENTION:
-            if message.parse_entity(entity).lower() == mention:
-                return re.sub(re.escape(mention), " ", message.text, flags=re.I).strip()
+        mentioned = message.parse_entity(entity).lower()
+        if entity.type == MessageEntityType.MENTION and mentioned == mention:
+            return re.sub(re.escape(mention), " ", message.text, flags=re.I).strip()
     return None
 
 

@@ -18,7 +18,9 @@ MAX_QUOTE_CHARS = 1500
 
 
 def _source_line(q: Quote) -> str:
-    parts = [p for p in (q.source, q.title, q.published_at.isoformat() if q.published_at else "") if p]
+    parts = [
+        p for p in (q.source, q.title, q.published_at.isoformat() if q.published_at else "") if p
+    ]
     label = escape(", ".join(parts))
     if q.url and q.url.startswith(("http://", "https://")):
         return f'— <a href="{escape(q.url, quote=True)}">{label}</a>'

@@ -31,7 +31,9 @@ class UnreadableFile(Exception):
 
 
 def _size(n: int) -> str:
-    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} bytes"
+    return (
+        f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} bytes"
+    )
 
 
 def read_bytes(path: Path, max_bytes: int) -> bytes:
@@ -40,9 +42,7 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
     if size == 0:
         raise UnreadableFile("empty file")
     if size > max_bytes:
-        raise UnreadableFile(
-            f"file too large ({_size(size)}; the limit is {_size(max_bytes)})"
-        )
+        raise UnreadableFile(f"file too large ({_size(size)}; the limit is {_size(max_bytes)})")
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise UnreadableFile("binary file, not text")

@@ -18,7 +18,9 @@ from corpus.readers.jsonfmt import parse_json, parse_jsonl
 from corpus.readers.markdown import parse_markdown
 from corpus.readers.seed import parse_seed
 
-SUPPORTED_SUFFIXES = frozenset({".txt", ".json", ".jsonl", ".ndjson", ".html", ".htm", ".md", ".markdown"})
+SUPPORTED_SUFFIXES = frozenset(
+    {".txt", ".json", ".jsonl", ".ndjson", ".html", ".htm", ".md", ".markdown"}
+)
 
 
 def _read_file(path: Path, max_bytes: int) -> Iterator[ReadResult]:

@@ -7,7 +7,14 @@ import logging
 from datetime import date
 
 from corpus.models import ArticleDraft
-from corpus.readers.base import ReadFailure, ReadResult, as_authors, clean_body, parse_date, validate
+from corpus.readers.base import (
+    ReadFailure,
+    ReadResult,
+    as_authors,
+    clean_body,
+    parse_date,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 # trafilatura logs every page it cannot parse at WARNING; our own failure reason says it.

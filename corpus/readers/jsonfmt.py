@@ -25,8 +25,14 @@ _TEXT = ("text", "body", "content", "maintext", "article", "description")
 _URL = ("url", "link", "canonical_url", "href")
 _SOURCE = ("source", "outlet", "publisher", "site_name", "sitename", "domain", "source_name")
 _DATE = (
-    "published_at", "publish_date", "published", "date", "pubDate", "datePublished",
-    "date_publish", "created_at",
+    "published_at",
+    "publish_date",
+    "published",
+    "date",
+    "pubDate",
+    "datePublished",
+    "date_publish",
+    "created_at",
 )
 _AUTHORS = ("authors", "author", "byline", "creator")
 _CONTAINERS = ("articles", "items", "data", "search_result", "results", "entries")

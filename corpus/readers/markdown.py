@@ -54,7 +54,9 @@ def parse_markdown(text: str, origin: str) -> ReadResult:
     draft = ArticleDraft(
         title=_plain(title).strip(),
         text=clean_body(_plain(text)),
-        published_at=parse_date(meta.get("date") or meta.get("published_at") or meta.get("published")),
+        published_at=parse_date(
+            meta.get("date") or meta.get("published_at") or meta.get("published")
+        ),
         source=str(meta.get("source") or meta.get("outlet") or ""),
         url=str(meta.get("url") or "") or None,
         authors=as_authors(meta.get("authors") or meta.get("author")),

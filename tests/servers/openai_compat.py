@@ -34,7 +34,9 @@ from typing import Any, Literal, NamedTuple
 
 __all__ = ["OpenAICompatServer", "RecordedCall", "Mode"]
 
-Mode = Literal["ok", "invents_quotes", "wrong_passage", "garbage", "garbage_body", "hang", "http_500"]
+Mode = Literal[
+    "ok", "invents_quotes", "wrong_passage", "garbage", "garbage_body", "hang", "http_500"
+]
 Reply = Callable[[dict[str, Any]], "str | None"]
 
 ABSTAIN = '{"answer": "", "quotes": []}'
@@ -87,12 +89,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = None
-        owner._record(RecordedCall(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        owner._record(
+            RecordedCall(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        )
         try:
             if self.path.rstrip("/") != "/v1/chat/completions":
-                self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                self._send(
+                    404, {"error": {"message": "not found", "type": "invalid_request_error"}}
+                )
             elif not isinstance(body, dict):
-                self._send(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
+                self._send(
+                    400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}}
+                )
             else:
                 self._respond(owner, body)
         except (BrokenPipeError, ConnectionResetError):
@@ -148,7 +156,9 @@ class OpenAICompatServer:
         server.owner = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
             name="OpenAICompatServer",
         )
         self._thread.start()
