@@ -161,6 +161,31 @@ def load_questions(
     return questions
 
 
+async def ensure_corpus(db_path: Path, root: Path, months: Sequence[str] = ()) -> None:
+    """Ingest the corpus into the store at ``db_path`` unless it already holds articles."""
+    import time
+
+    from corpus.ingest import ingest_results
+    from corpus.store import Store
+
+    store = await Store.open(db_path)
+    try:
+        stats = await store.stats()
+        if stats.articles:
+            log(f"reusing the corpus in {db_path} ({stats.articles:,} articles)")
+            return
+        corpus = load_corpus(root, months)
+        log(f"ingesting {len(corpus.drafts):,} articles into {db_path} ...")
+        started = time.perf_counter()
+        report = await ingest_results(store, corpus.drafts)
+        log(
+            f"ingested {len(report.added):,} articles ({len(report.duplicates)} duplicates, "
+            f"{len(report.failed)} failed) in {time.perf_counter() - started:.1f} s"
+        )
+    finally:
+        await store.close()
+
+
 # -- answer matching -----------------------------------------------------------------------
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

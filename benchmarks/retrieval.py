@@ -88,29 +88,6 @@ def first_hit(hits: list, answer: str) -> int | None:
     return None
 
 
-async def prepare_store(settings, corpus_root: Path, months: tuple[str, ...]) -> None:
-    """Ingest the corpus unless the data directory already holds it."""
-    from corpus.ingest import ingest_results
-    from corpus.store import Store
-
-    store = await Store.open(settings.db_path)
-    try:
-        stats = await store.stats()
-        if stats.articles:
-            common.log(f"reusing the corpus in {settings.db_path} ({stats.articles:,} articles)")
-            return
-        corpus = common.load_corpus(corpus_root, months)
-        common.log(f"ingesting {len(corpus.drafts):,} articles ...")
-        started = time.perf_counter()
-        report = await ingest_results(store, corpus.drafts)
-        common.log(
-            f"ingested {len(report.added):,} articles ({len(report.duplicates)} duplicates, "
-            f"{len(report.failed)} failed) in {time.perf_counter() - started:.1f} s"
-        )
-    finally:
-        await store.close()
-
-
 async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
     from bot.services import Services
     from bot.settings import Settings
@@ -130,7 +107,7 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
         shutil.rmtree(data_dir)
     print(f"data directory: {data_dir}  (kept; --fresh to rebuild, delete it to free disk)")
     settings = Settings(data_dir=data_dir)
-    await prepare_store(settings, corpus_root, months)
+    await common.ensure_corpus(settings.db_path, corpus_root, months)
 
     started = time.perf_counter()
     embedder = await asyncio.to_thread(load_embedder, settings.model, settings.embed_precision)

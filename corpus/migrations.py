@@ -48,4 +48,79 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (model, content_hash)
     ) WITHOUT ROWID;
     """,
+    # 3: feeds, channel sources, subscriptions and the delivery outbox.
+    """
+    CREATE TABLE feeds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        url TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL DEFAULT '',
+        interval_minutes INTEGER NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        last_fetch_at TEXT,
+        last_error TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        next_run_at TEXT NOT NULL,
+        added_by INTEGER,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE feed_entries (
+        feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
+        guid TEXT NOT NULL,
+        article_id INTEGER REFERENCES articles(id) ON DELETE SET NULL,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (feed_id, guid)
+    );
+    CREATE TABLE article_origins (
+        article_id INTEGER PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+        feed_id INTEGER REFERENCES feeds(id) ON DELETE SET NULL,
+        channel_id INTEGER
+    );
+    CREATE TABLE channel_sources (
+        chat_id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        username TEXT,
+        enabled_by INTEGER,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE chats (
+        chat_id INTEGER PRIMARY KEY,
+        chat_type TEXT NOT NULL DEFAULT 'private',
+        title TEXT NOT NULL DEFAULT '',
+        digest_time TEXT,
+        last_digest_on TEXT,
+        paused_reason TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE subscriptions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id INTEGER NOT NULL REFERENCES chats(chat_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('topic', 'feed')),
+        query TEXT NOT NULL DEFAULT '',
+        feed_id INTEGER REFERENCES feeds(id) ON DELETE CASCADE,
+        query_model TEXT,
+        query_vector BLOB,
+        created_by INTEGER,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX subscriptions_chat ON subscriptions(chat_id);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id INTEGER NOT NULL,
+        article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+        subscription_id INTEGER,
+        quote_start INTEGER,
+        quote_end INTEGER,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'sent', 'failed', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        message_id INTEGER,
+        last_error TEXT,
+        UNIQUE (chat_id, article_id)
+    );
+    CREATE INDEX deliveries_pending ON deliveries(status, not_before);
+    """,
 ]

@@ -129,11 +129,13 @@ class Store:
             else:
                 await self._db.execute("COMMIT")
 
-    async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """Rows of a read query (for the repositories built on this store)."""
         async with self._db.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
-    async def _fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """The first row of a read query, or None."""
         async with self._db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
@@ -141,19 +143,19 @@ class Store:
 
     async def article_by_url(self, url: str) -> Article | None:
         """The article stored for ``url``, if any."""
-        row = await self._fetchone(f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE url = ?", [url])
+        row = await self.fetchone(f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE url = ?", [url])
         return _article(row) if row else None
 
     async def article_by_hash(self, digest: str) -> Article | None:
         """The article whose normalized text has this hash, if any."""
-        row = await self._fetchone(
+        row = await self.fetchone(
             f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE content_hash = ?", [digest]
         )
         return _article(row) if row else None
 
     async def get_article(self, article_id: int) -> Article | None:
         """One article by id."""
-        row = await self._fetchone(
+        row = await self.fetchone(
             f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id = ?", [article_id]
         )
         return _article(row) if row else None
@@ -164,14 +166,14 @@ class Store:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id IN ({marks})", ids
         )
         return {row[0]: _article(row) for row in rows}
 
     async def list_articles(self, limit: int = 50, offset: int = 0) -> list[Article]:
         """Articles, newest publication first."""
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT {_ARTICLE_COLUMNS} FROM articles "
             "ORDER BY published_at DESC, id DESC LIMIT ? OFFSET ?",
             [limit, offset],
@@ -180,7 +182,7 @@ class Store:
 
     async def all_articles(self) -> list[Article]:
         """Every article (for index builds and benchmarks)."""
-        rows = await self._fetchall(f"SELECT {_ARTICLE_COLUMNS} FROM articles ORDER BY id")
+        rows = await self.fetchall(f"SELECT {_ARTICLE_COLUMNS} FROM articles ORDER BY id")
         return [_article(r) for r in rows]
 
     async def save_article(self, draft: ArticleDraft, replace_id: int | None = None) -> int:
@@ -254,16 +256,16 @@ class Store:
 
     async def corpus_version(self) -> int:
         """A counter that grows with every change to articles or chunks."""
-        row = await self._fetchone("SELECT value FROM meta WHERE key = 'corpus_version'")
+        row = await self.fetchone("SELECT value FROM meta WHERE key = 'corpus_version'")
         return int(row[0])
 
     async def stats(self) -> CorpusStats:
         """Article and chunk counts, articles per source, and the publication date range."""
-        (articles, first, last) = await self._fetchone(
+        (articles, first, last) = await self.fetchone(
             "SELECT COUNT(*), MIN(published_at), MAX(published_at) FROM articles"
         )
-        (chunks,) = await self._fetchone("SELECT COUNT(*) FROM chunks")
-        sources = await self._fetchall(
+        (chunks,) = await self.fetchone("SELECT COUNT(*) FROM chunks")
+        sources = await self.fetchall(
             "SELECT source, COUNT(*) FROM articles GROUP BY source ORDER BY COUNT(*) DESC, source"
         )
         return CorpusStats(
@@ -279,12 +281,12 @@ class Store:
 
     async def all_chunks(self) -> list[Chunk]:
         """Every chunk, by id."""
-        rows = await self._fetchall(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY id")
+        rows = await self.fetchall(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY id")
         return [_chunk(r) for r in rows]
 
     async def chunk_ids(self) -> set[int]:
         """The ids of all stored chunks."""
-        return {r[0] for r in await self._fetchall("SELECT id FROM chunks")}
+        return {r[0] for r in await self.fetchall("SELECT id FROM chunks")}
 
     async def get_chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
         """Chunks by id (missing ids are left out)."""
@@ -293,7 +295,7 @@ class Store:
         for i in range(0, len(ids), 900):  # SQLite's host-parameter limit
             part = ids[i : i + 900]
             marks = ",".join("?" * len(part))
-            rows = await self._fetchall(
+            rows = await self.fetchall(
                 f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", part
             )
             out.update((r[0], _chunk(r)) for r in rows)
@@ -301,7 +303,7 @@ class Store:
 
     async def chunk_rows_for_index(self) -> list[ChunkIndexRow]:
         """Every chunk with the article fields that indexing and filters need."""
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             "SELECT c.id, c.article_id, c.content_hash, c.text, a.title, a.published_at, a.source"
             " FROM chunks c JOIN articles a ON a.id = c.article_id ORDER BY c.id"
         )
@@ -309,7 +311,7 @@ class Store:
 
     async def chunks_of(self, article_id: int) -> list[Chunk]:
         """An article's chunks in order."""
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE article_id = ? ORDER BY ordinal",
             [article_id],
         )
@@ -324,7 +326,7 @@ class Store:
         for i in range(0, len(hashes), 900):
             part = hashes[i : i + 900]
             marks = ",".join("?" * len(part))
-            rows = await self._fetchall(
+            rows = await self.fetchall(
                 "SELECT content_hash, vector FROM chunk_vectors"
                 f" WHERE model = ? AND content_hash IN ({marks})",
                 [model, *part],
