@@ -6,7 +6,7 @@ The CLI, the benchmarks and the Telegram application all build their services he
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings
@@ -18,6 +18,7 @@ from embeddings.search import SearchService
 
 if TYPE_CHECKING:
     from bot.answering.engine import AnswerEngine
+    from bot.subscriptions.matcher import TopicMatcher
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Services:
     store: Store
     embedder: Embedder
     search: SearchService
+    _matcher: TopicMatcher | None = field(default=None, repr=False)
 
     @classmethod
     async def open(
@@ -66,6 +68,16 @@ class Services:
         return AnswerEngine(
             self.store, self.search, generator=GenerativeAnswerer(llm) if llm else None
         )
+
+    async def topic_matcher(self) -> TopicMatcher:
+        """The subscription matcher, its topic vectors brought up to date."""
+        from bot.subscriptions.matcher import TopicMatcher
+        from corpus.subscription_repo import SubscriptionRepo
+
+        if self._matcher is None:
+            self._matcher = TopicMatcher(self.embedder, self.search.idf)
+        await self._matcher.prepare(SubscriptionRepo(self.store))
+        return self._matcher
 
     async def close(self) -> None:
         """Release everything."""

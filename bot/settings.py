@@ -59,6 +59,7 @@ class Settings:
     user_rate_per_minute: int = 10
     metrics_port: int = 0
     feed_poll_minutes: int = 30
+    feed_check_seconds: float = 60.0  # how often the bot looks for due feeds
     log_json: bool = False
 
     @property

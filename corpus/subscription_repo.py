@@ -241,10 +241,10 @@ class SubscriptionRepo:
         return [_delivery(r) for r in rows]
 
     async def digest_chats(self, hhmm: str, today: str) -> list[ChatInfo]:
-        """Chats whose digest time is ``hhmm`` and that had no digest ``today``."""
+        """Chats whose digest time has come by ``hhmm`` and that had no digest ``today``."""
         rows = await self.store.fetchall(
             "SELECT chat_id, chat_type, title, digest_time, last_digest_on, paused_reason"
-            " FROM chats WHERE digest_time = ? AND paused_reason IS NULL"
+            " FROM chats WHERE digest_time <= ? AND paused_reason IS NULL"
             " AND (last_digest_on IS NULL OR last_digest_on < ?)",
             [hhmm, today],
         )

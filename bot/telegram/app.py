@@ -27,8 +27,9 @@ from telegram.ext import (
 
 from bot.services import Services
 from bot.settings import Settings
-from bot.telegram import admin, handlers, metrics
+from bot.telegram import admin, follow, handlers, metrics, sources
 from bot.telegram.context import BotState, state_of
+from bot.telegram.delivery import DeliverySender
 from bot.telegram.ratelimit import UserRateLimiter
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 READER_COMMANDS = [
     BotCommand("ask", "Ask a question about the news"),
     BotCommand("about", "What articles I hold"),
+    BotCommand("follow", "Get new articles on a topic or feed"),
+    BotCommand("following", "What this chat follows"),
+    BotCommand("unfollow", "Stop following"),
+    BotCommand("digest", "One daily message: /digest 08:00 or off"),
     BotCommand("help", "How to use me"),
 ]
 ADMIN_COMMANDS = [
@@ -44,6 +49,11 @@ ADMIN_COMMANDS = [
     BotCommand("ingest", "Fetch and add an article by URL"),
     BotCommand("stats", "Corpus statistics"),
     BotCommand("delete", "Delete an article by id"),
+    BotCommand("addfeed", "Poll an RSS/Atom feed"),
+    BotCommand("feeds", "List feeds"),
+    BotCommand("removefeed", "Stop polling a feed"),
+    BotCommand("addchannel", "Take a channel's posts as articles"),
+    BotCommand("removechannel", "Stop taking a channel's posts"),
 ]
 # Commands work in channels too, where they arrive as channel posts.
 MESSAGES_AND_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
@@ -54,6 +64,8 @@ async def post_init(application: Application) -> None:  # type: ignore[type-arg]
     state = state_of(application.bot_data)
     state.services = await Services.open(state.settings)
     state.engine = state.services.answers()
+    state.sender = DeliverySender(state.services.store, notify_admins=_admin_notifier(application))
+    await state.services.topic_matcher()
     stats = await state.services.store.stats()
     metrics.set_corpus_size(stats.articles, stats.chunks)
     if state.settings.metrics_port:
@@ -66,9 +78,30 @@ async def post_init(application: Application) -> None:  # type: ignore[type-arg]
             )
         except TelegramError as exc:  # an admin who never started the bot
             log.warning("could not set admin commands for %s: %s", admin_id, exc)
+    if application.job_queue:
+        # Pending pushes (also those left from before a restart) go out from the first tick.
+        application.job_queue.run_repeating(sources.send_pushes_job, interval=1.0, first=1.0)
+        application.job_queue.run_repeating(
+            sources.poll_feeds_job, interval=state.settings.feed_check_seconds, first=2.0
+        )
     log.info(
         "newsbot ready: %d articles, %d chunks indexed", stats.articles, state.services.search.count
     )
+
+
+def _admin_notifier(application: Application):  # type: ignore[type-arg,no-untyped-def]
+    """A function that tells the admin chat (or every admin) something, best effort."""
+
+    async def notify(html_text: str) -> None:
+        state = state_of(application.bot_data)
+        targets = [state.settings.admin_chat_id] if state.settings.admin_chat_id else []
+        for chat_id in targets or sorted(state.settings.admin_ids):
+            try:
+                await application.bot.send_message(chat_id, html_text, parse_mode="HTML")
+            except TelegramError:
+                log.warning("could not notify admin chat %s", chat_id)
+
+    return notify
 
 
 async def post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
@@ -148,6 +181,18 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.add_handler(CommandHandler("ingest", admin.on_ingest))
     application.add_handler(CommandHandler("stats", admin.on_stats))
     application.add_handler(CommandHandler("delete", admin.on_delete))
+    application.add_handler(CommandHandler("addfeed", sources.on_addfeed))
+    application.add_handler(CommandHandler("feeds", sources.on_feeds))
+    application.add_handler(CommandHandler("removefeed", sources.on_removefeed))
+    application.add_handler(CommandHandler("addchannel", sources.on_addchannel, MESSAGES_AND_POSTS))
+    application.add_handler(
+        CommandHandler("removechannel", sources.on_removechannel, MESSAGES_AND_POSTS)
+    )
+    # Subscriptions work in private chats, groups (their admins) and channels.
+    application.add_handler(CommandHandler("follow", follow.on_follow, MESSAGES_AND_POSTS))
+    application.add_handler(CommandHandler("following", follow.on_following, MESSAGES_AND_POSTS))
+    application.add_handler(CommandHandler("unfollow", follow.on_unfollow, MESSAGES_AND_POSTS))
+    application.add_handler(CommandHandler("digest", follow.on_digest, MESSAGES_AND_POSTS))
     # 2. Plain text: every private message is a question; in groups only mentions and
     #    replies to the bot (what a bot with privacy mode on receives anyway).
     text = filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE
@@ -155,9 +200,12 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         MessageHandler(filters.ChatType.PRIVATE & text, handlers.on_private_text)
     )
     application.add_handler(MessageHandler(filters.ChatType.GROUPS & text, handlers.on_group_text))
-    # 3. Buttons and membership changes.
+    # 3. Other posts of source channels, and their edits, become articles.
+    posts = filters.UpdateType.CHANNEL_POSTS & (filters.TEXT | filters.CAPTION) & ~filters.COMMAND
+    application.add_handler(MessageHandler(posts, sources.on_channel_post))
+    # 4. Buttons and membership changes.
     application.add_handler(CallbackQueryHandler(handlers.on_more, pattern=r"^more:"))
     application.add_handler(ChatMemberHandler(on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
-    # 4. One error handler for everything.
+    # 5. One error handler for everything.
     application.add_error_handler(on_error)
     return application

@@ -13,6 +13,7 @@ from bot.telegram.ratelimit import UserRateLimiter
 if TYPE_CHECKING:
     from bot.answering.engine import AnswerEngine
     from bot.services import Services
+    from bot.telegram.delivery import DeliverySender
 
 MORE_CACHE_SIZE = 1000
 
@@ -28,6 +29,8 @@ class BotState:
     more: OrderedDict[str, tuple[Quote, ...]] = field(default_factory=OrderedDict)
     next_more_id: int = 0
     reindexing: bool = False
+    polling: bool = False
+    sender: DeliverySender | None = None
 
     def remember_more(self, quotes: tuple[Quote, ...]) -> str:
         """Keep further quotes for a "More sources" button; returns its key (bounded cache)."""

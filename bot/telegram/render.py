@@ -10,6 +10,7 @@ from __future__ import annotations
 from html import escape
 
 from bot.answering.models import Answer, Quote
+from corpus.models import Article
 
 MESSAGE_LIMIT = 4096
 # Room for the tags: the limit counts text after entity parsing, we count raw HTML.
@@ -90,3 +91,29 @@ def strip_html(html: str) -> str:
     from html import unescape
 
     return unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def render_push(article: Article, quote: tuple[int, int] | None, topic: str = "") -> str:
+    """A pushed article: title, outlet and date, its most relevant sentence, the link."""
+    lines = [f"<b>{escape(article.title)}</b>"]
+    meta = ", ".join(
+        p
+        for p in (article.source, article.published_at.isoformat() if article.published_at else "")
+        if p
+    )
+    if meta:
+        lines.append(escape(meta))
+    if quote:
+        sentence = article.text[quote[0] : quote[1]]
+        lines.append(f"<blockquote>{escape(sentence[:MAX_QUOTE_CHARS])}</blockquote>")
+    if article.url and article.url.startswith(("http://", "https://")):
+        lines.append(f'<a href="{escape(article.url, quote=True)}">Read the article</a>')
+    if topic:
+        lines.append(f"<i>You follow: {escape(topic[:100])}</i>")
+    return "\n".join(lines)
+
+
+def render_digest(items: list[tuple[Article, tuple[int, int] | None]]) -> list[str]:
+    """A daily digest: one block per article, packed into as few messages as fit."""
+    header = f"<b>Your news digest: {len(items)} new article{'s' if len(items) != 1 else ''}</b>"
+    return pack([header, *(render_push(article, quote) for article, quote in items)])

@@ -1,0 +1,1 @@
+"""Subscriptions: matching new articles to the topics that chats follow (``/follow``)."""

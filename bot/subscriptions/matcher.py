@@ -1,0 +1,341 @@
+"""Topic matching: which followed topics a new article is about.
+
+CALIBRATION_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from corpus.models import Article
+from corpus.store import Store
+from corpus.subscription_repo import Subscription, SubscriptionRepo
+from corpus.text import sentence_spans
+from embeddings.embedder import Embedder
+from embeddings.tokenize import STOPWORDS, _stemmer, tokenize
+
+log = logging.getLogger(__name__)
+
+SEMANTIC_WEIGHT = 0.7
+"""Share of the score that comes from the embedding; the rest is the keyword share."""
+
+DEFAULT_THRESHOLD = 0.45
+"""Score at or above which an article is pushed (calibrated, see the module docstring)."""
+
+# tokenize()'s word pattern, but also taking typographic apostrophes inside words, so the
+# quote folding can be applied per distinct word instead of to the whole text (3x faster).
+_APOSTROPHES = "'\u2018\u2019\u201a\u201b\u2032"
+_WORD = re.compile(rf"[^\W_]+(?:[{_APOSTROPHES}][^\W_]+)?")
+_FOLD_APOSTROPHES = str.maketrans({ch: "'" for ch in _APOSTROPHES})
+
+
+def term_set(text: str) -> set[str]:
+    """The distinct stemmed terms of ``text``: the same set as ``set(tokenize(text))``, faster."""
+    kept: set[str] = set()
+    for raw in set(_WORD.findall(text.lower())):
+        word = raw.translate(_FOLD_APOSTROPHES)
+        word = word[:-2] if word.endswith("'s") else word.replace("'", "")
+        if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
+            kept.add(word)
+    return set(_stemmer().stemWords(list(kept)))
+
+
+def query_terms(query: str) -> tuple[str, ...]:
+    """The distinct stemmed terms of a topic query, in order of first appearance."""
+    return tuple(dict.fromkeys(tokenize(query)))
+
+
+@dataclass(frozen=True)
+class TopicMatch:
+    """A subscription that an article matches, with the article's sentence to quote."""
+
+    subscription_id: int
+    chat_id: int
+    score: float
+    semantic: float
+    keyword: float
+    quote: tuple[int, int] | None  # offsets into article.text
+
+
+@dataclass
+class _Topic:
+    """A subscription as the matcher holds it."""
+
+    sub: Subscription
+    terms: tuple[str, ...]
+    weights: np.ndarray  # IDF weights of ``terms``, summing to 1 (empty when no terms)
+
+
+class TopicMatcher:
+    """Matches articles against every active topic subscription at once.
+
+    Holds the topics' unit query vectors as one matrix and their keyword terms as a flat
+    sparse (row, term, weight) list, so one article costs one matrix multiply and one
+    ``bincount`` whatever the number of subscriptions.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        idf: Callable[[str], float],
+        threshold: float = DEFAULT_THRESHOLD,
+        semantic_weight: float = SEMANTIC_WEIGHT,
+    ) -> None:
+        self.embedder = embedder
+        self.idf = idf
+        self.threshold = threshold
+        self.semantic_weight = semantic_weight
+        self._topics: list[_Topic] = []
+        self._rows: dict[int, int] = {}  # subscription id -> row
+        self._matrix = np.zeros((0, embedder.dim), dtype=np.float32)
+        self._vocab: dict[str, int] = {}
+        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, terms, weights
+        self._unsaved: dict[int, np.ndarray] = {}  # vectors not yet in the repository
+
+    # -- the set of subscriptions ----------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._topics)
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The subscriptions matched now."""
+        return [t.sub for t in self._topics]
+
+    async def prepare(self, repo: SubscriptionRepo) -> None:
+        """Bring the matcher in line with the repository's active topic subscriptions.
+
+        Only what changed costs anything: gone subscriptions are dropped, new ones get
+        their stored query vector or, when there is none for this embedder, one embedded
+        in a worker thread and stored.
+        """
+        active = await repo.active("topic")
+        new = [s for s in active if not self._holds(s)]
+        vectors: dict[int, np.ndarray] = {}
+        if new:
+            vectors = await self._query_vectors(repo, new)
+        if self._unsaved:
+            await repo.put_query_vectors(
+                self.embedder.name, {i: v.tobytes() for i, v in self._unsaved.items()}
+            )
+            self._unsaved.clear()
+        # No awaits from here on: match() never sees a half-updated matcher.
+        wanted = {s.id for s in active}
+        for sub_id in [i for i in self._rows if i not in wanted]:
+            self.remove(sub_id)
+        for sub in new:
+            self.add(sub, vectors[sub.id])
+            self._unsaved.pop(sub.id, None)
+
+    def _holds(self, sub: Subscription) -> bool:
+        row = self._rows.get(sub.id)
+        return row is not None and self._topics[row].sub == sub
+
+    async def _query_vectors(
+        self, repo: SubscriptionRepo, subs: Sequence[Subscription]
+    ) -> dict[int, np.ndarray]:
+        """Vectors for ``subs``: stored ones, the rest embedded (in a thread) and stored."""
+        name, dim = self.embedder.name, self.embedder.dim
+        stored = await repo.query_vectors(name)
+        out: dict[int, np.ndarray] = {}
+        for sub in subs:
+            blob = stored.get(sub.id)
+            if blob is not None and len(blob) == dim * 4:
+                out[sub.id] = np.frombuffer(blob, dtype=np.float32)
+        todo = [s for s in subs if s.id not in out]
+        if todo:
+            fresh = await asyncio.to_thread(self.embedder.embed, [s.query for s in todo])
+            pairs = {s.id: np.asarray(fresh[i], dtype=np.float32) for i, s in enumerate(todo)}
+            await repo.put_query_vectors(name, {i: v.tobytes() for i, v in pairs.items()})
+            out.update(pairs)
+            log.info("embedded %d topic queries", len(todo))
+        return out
+
+    def add(self, sub: Subscription, vector: np.ndarray | None = None) -> None:
+        """Match ``sub`` from now on (replacing an older version of it).
+
+        Without ``vector`` the query is embedded here, in the calling thread; the vector
+        is stored in the repository at the next :meth:`prepare`.
+        """
+        if sub.kind != "topic":
+            raise ValueError(f"subscription {sub.id} is a {sub.kind} subscription, not a topic")
+        if vector is None:
+            vector = self.embedder.embed([sub.query])[0]
+            self._unsaved[sub.id] = vector
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.embedder.dim:
+            raise ValueError(f"vector of dimension {vector.shape[0]}, not {self.embedder.dim}")
+        self.remove(sub.id)
+        terms = query_terms(sub.query)
+        for term in terms:
+            self._vocab.setdefault(term, len(self._vocab))
+        self._rows[sub.id] = len(self._topics)
+        self._topics.append(_Topic(sub, terms, self._term_weights(terms)))
+        self._matrix = _append_row(self._matrix, len(self._topics) - 1, vector)
+        self._flat = None
+
+    def _term_weights(self, terms: tuple[str, ...]) -> np.ndarray:
+        weights = np.array([max(self.idf(t), 0.0) for t in terms], dtype=np.float32)
+        total = float(weights.sum())
+        return weights / total if total > 0 else np.zeros(len(terms), dtype=np.float32)
+
+    def remove(self, sub_id: int) -> None:
+        """Stop matching subscription ``sub_id`` (unknown ids are ignored)."""
+        row = self._rows.pop(sub_id, None)
+        self._unsaved.pop(sub_id, None)
+        if row is None:
+            return
+        last = len(self._topics) - 1
+        if row != last:  # move the last row into the hole
+            moved = self._topics[last]
+            self._topics[row] = moved
+            self._matrix[row] = self._matrix[last]
+            self._rows[moved.sub.id] = row
+        self._topics.pop()
+        self._flat = None
+
+    def _keyword_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The topics' terms as flat (row, term id, weight) arrays, rebuilt after changes."""
+        if self._flat is None:
+            rows = [np.full(len(t.terms), i, dtype=np.int64) for i, t in enumerate(self._topics)]
+            terms = [
+                np.fromiter((self._vocab[w] for w in t.terms), dtype=np.int64, count=len(t.terms))
+                for t in self._topics
+            ]
+            weights = [t.weights for t in self._topics]
+            self._flat = (
+                np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+                np.concatenate(terms) if terms else np.zeros(0, dtype=np.int64),
+                np.concatenate(weights) if weights else np.zeros(0, dtype=np.float32),
+            )
+        return self._flat
+
+    # -- matching -----------------------------------------------------------------------
+
+    def scores(
+        self, article: Article, chunk_vectors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(score, semantic, keyword) of every subscription, in row order."""
+        n = len(self._topics)
+        semantic = self._semantic(chunk_vectors, n)
+        keyword = self._keyword(term_set(f"{article.title}\n{article.text}"), n)
+        score = self.semantic_weight * semantic + (1.0 - self.semantic_weight) * keyword
+        return score, semantic, keyword
+
+    def _semantic(self, chunk_vectors: np.ndarray, n: int) -> np.ndarray:
+        """Max cosine of each query vector to any of the article's chunk vectors."""
+        chunks = np.asarray(chunk_vectors, dtype=np.float32).reshape(-1, self.embedder.dim)
+        if n == 0 or len(chunks) == 0:
+            return np.zeros(n, dtype=np.float32)
+        return (self._matrix[:n] @ chunks.T).max(axis=1)
+
+    def _keyword(self, article_terms: set[str], n: int) -> np.ndarray:
+        """IDF-weighted share of each topic's terms that occur in the article."""
+        rows, terms, weights = self._keyword_arrays()
+        present = np.zeros(len(self._vocab), dtype=np.float32)
+        hits = [self._vocab[t] for t in article_terms if t in self._vocab]
+        present[hits] = 1.0
+        return np.bincount(rows, weights=weights * present[terms], minlength=n).astype(
+            np.float32
+        )
+
+    def match(self, article: Article, chunk_vectors: np.ndarray) -> list[TopicMatch]:
+        """The subscriptions that ``article`` matches, best first, each with a quote.
+
+        ``chunk_vectors`` are the unit vectors of the article's chunks (embedded as
+        ``title\\ntext``) by this matcher's embedder.
+        """
+        if not self._topics:
+            return []
+        score, semantic, keyword = self.scores(article, chunk_vectors)
+        rows = np.flatnonzero(score >= self.threshold)
+        if len(rows) == 0:
+            return []
+        rows = rows[np.argsort(-score[rows], kind="stable")]
+        sentences = _Sentences(article.text)
+        out = []
+        for row in rows:
+            topic = self._topics[int(row)]
+            out.append(
+                TopicMatch(
+                    subscription_id=topic.sub.id,
+                    chat_id=topic.sub.chat_id,
+                    score=float(score[row]),
+                    semantic=float(semantic[row]),
+                    keyword=float(keyword[row]),
+                    quote=sentences.best(topic.terms, topic.weights),
+                )
+            )
+        return out
+
+    async def match_article(self, store: Store, article_id: int) -> list[TopicMatch]:
+        """Match a stored article (its chunk vectors embedded and stored when missing)."""
+        if not self._topics:
+            return []
+        article = await store.get_article(article_id)
+        if article is None:
+            return []
+        vectors = await self.chunk_vectors(store, article)
+        return self.match(article, vectors)
+
+    async def chunk_vectors(self, store: Store, article: Article) -> np.ndarray:
+        """The article's chunk vectors for this embedder, in chunk order."""
+        chunks = await store.chunks_of(article.id)
+        name = self.embedder.name
+        stored = await store.vectors_for(name, (c.content_hash for c in chunks))
+        missing = {c.content_hash: c for c in chunks if c.content_hash not in stored}
+        if missing:
+            todo = list(missing.values())
+            texts = [f"{article.title}\n{c.text}" for c in todo]  # indexer.embedding_text
+            fresh = await asyncio.to_thread(self.embedder.embed, texts)
+            pairs = [(c.content_hash, fresh[i].astype(np.float32).tobytes()) for i, c in enumerate(todo)]
+            await store.put_vectors(name, pairs)
+            stored.update(pairs)
+        matrix = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        for i, chunk in enumerate(chunks):
+            matrix[i] = np.frombuffer(stored[chunk.content_hash], dtype=np.float32)
+        return matrix
+
+
+def _append_row(matrix: np.ndarray, row: int, vector: np.ndarray) -> np.ndarray:
+    """Put ``vector`` at ``row``, growing the matrix by doubling when it is full."""
+    if row >= len(matrix):
+        grown = np.zeros((max(16, 2 * len(matrix)), matrix.shape[1]), dtype=np.float32)
+        grown[: len(matrix)] = matrix
+        matrix = grown
+    matrix[row] = vector
+    return matrix
+
+
+class _Sentences:
+    """An article's sentences and their terms, worked out on first use."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._spans: list[tuple[int, int]] | None = None
+        self._terms: list[set[str]] = []
+
+    def _load(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = sentence_spans(self.text)
+            self._terms = [term_set(self.text[s:e]) for s, e in self._spans]
+        return self._spans
+
+    def best(self, terms: Iterable[str], weights: np.ndarray) -> tuple[int, int] | None:
+        """The sentence with the highest IDF-weighted overlap with ``terms`` (ties: earliest)."""
+        spans = self._load()
+        if not spans:
+            return None
+        pairs = list(zip(terms, weights.tolist(), strict=True))
+        best, best_overlap = 0, -1.0
+        for i, sentence_terms in enumerate(self._terms):
+            overlap = sum(w for t, w in pairs if t in sentence_terms)
+            if overlap > best_overlap:
+                best, best_overlap = i, overlap
+        return spans[best]
