@@ -64,7 +64,6 @@ def pick_choice(choices: list[str], evidence: list) -> int:  # type: ignore[type
 
 
 async def run(args: argparse.Namespace, root: Path) -> None:
-    from benchmarks.retrieval import prepare_store
     from bot.services import Services
     from bot.settings import Settings
 
@@ -74,7 +73,7 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     data_dir = args.data_dir or common.default_cache_dir("realtimeqa", months)
     print(f"data directory: {data_dir}")
     settings = Settings(data_dir=data_dir)
-    await prepare_store(settings, root, months)
+    await common.ensure_corpus(settings.db_path, root, months)
     services = await Services.open(settings)
     engine = services.answers()
     store = services.store

@@ -414,7 +414,14 @@ def report(runs: list[Run], n: int, busy: str) -> None:
         f"received ({WARMUP} warm-up questions first, sequential, one user per question)",
     )
     common.print_table(
-        ["corpus", "to typing p50", "to typing p95", "typing->reply p50", "p95", "startup s"],
+        [
+            "corpus",
+            "to typing p50",
+            "to typing p95",
+            "typing->reply p50",
+            "typing->reply p95",
+            "startup s",
+        ],
         split,
         title="Split at the sendChatAction call (ms): delivery + dispatch | answer + render + send",
     )
@@ -428,9 +435,12 @@ def report(runs: list[Run], n: int, busy: str) -> None:
     print(f"machine: {busy}")
 
 
-def load_note() -> str:
+def load_note(start: tuple[float, float, float]) -> str:
     one, five, _ = os.getloadavg()
-    return f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) / {five:.2f} (5 min) at the end"
+    return (
+        f"{os.cpu_count()} CPUs; load average (1 min) {start[0]:.2f} at the start, "
+        f"{one:.2f} at the end ({five:.2f} over the last 5 min)"
+    )
 
 
 def main() -> int:
@@ -450,6 +460,7 @@ def main() -> int:
         signal.signal(signal.SIGTERM, interrupt)
         signal.signal(signal.SIGHUP, interrupt)
 
+    load_at_start = os.getloadavg()
     runs: list[Run] = []
     have_shared = (common.SHARED_DATA / common.REALTIMEQA).is_dir()
     with tempfile.TemporaryDirectory(prefix="newsbot-roundtrip-") as tmp:
@@ -469,7 +480,7 @@ def main() -> int:
                 runs.append(run_corpus("dev", data, dev_questions(), DEV_USERS, args))
                 shutil.rmtree(data, ignore_errors=True)
     if runs:
-        report(runs, args.n, load_note())
+        report(runs, args.n, load_note(load_at_start))
     return 0
 
 

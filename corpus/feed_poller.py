@@ -23,6 +23,7 @@ One entry failing never stops the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -170,7 +171,10 @@ async def poll_feed(
             result.not_modified = True
             await _record_success(repo, feed, None, fetched, keep_validators=True)
             return result
-        parsed = parse_feed(fetched.body, fetched.final_url, charset=fetched.charset)
+        # feedparser and trafilatura are CPU work: keep the (bot's) event loop free.
+        parsed = await asyncio.to_thread(
+            parse_feed, fetched.body, fetched.final_url, charset=fetched.charset
+        )
     except (FetchError, FeedParseError) as exc:
         result.error = str(exc)
         log.info("feed %d (%s) failed: %s", feed.id, feed.url, exc)
@@ -323,8 +327,12 @@ async def _draft_from_page(
         return _fetch_failure(exc)
     if page.content_type not in _HTML_TYPES:
         return _EntryFailure(f"the link is not a web page ({page.content_type})", True)
-    read = parse_html(
-        _decoded(page), ctx.origin, url=page.final_url, default_date=_entry_date(entry, ctx)
+    read = await asyncio.to_thread(
+        parse_html,
+        _decoded(page),
+        ctx.origin,
+        url=page.final_url,
+        default_date=_entry_date(entry, ctx),
     )
     if isinstance(read, ReadFailure):
         return _EntryFailure(read.reason, True)

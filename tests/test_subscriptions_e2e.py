@@ -53,7 +53,8 @@ UNRELATED = {
         "weekend, its organisers said on Sunday.</p>"
         "<p>Sixty dairies from four valleys sold hard and soft cheeses, and a brass band played "
         "in the square until late, according to the fictional Valley Courier.</p>"
-        "<p>The fair has been held every September since 1952.</p>"
+        "<p>The fair has been held every September since 1952, and the village council said it "
+        "would add a second day next year because of the crowds and the queues for the buses.</p>"
     ),
 }
 
@@ -196,6 +197,8 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
         "Tuesday after the ferry company agreed to hire 40 more deckhands, the union said.",
         title="Harbour Notes (fictional)",
     )
+    api.wait_for(lambda a: _article_text_contains(bot.data, "hire 40 more deckhands"), timeout=30)
+    time.sleep(1)  # the index update follows the store write
     api.private_message(ADMIN, "How many deckhands did the ferry company agree to hire in Portvale?")
     answer = api.wait_for_message(ADMIN, contains="40", timeout=30)
     assert f"/c/999/{post['message_id']}" in str(answer.get("entities")) or "Harbour Notes" in answer["text"]

@@ -15,70 +15,22 @@ _TYPES = (
     ("which", re.compile(r"\b(which|what)\s+\w+", re.I)),
     ("what", re.compile(r"\bwhat\b", re.I)),
 )
-_FOCUS = re.compile(r"\b(?:which|what|how\s+many|how\s+much)\s+((?:[a-z-]+\s+){0,3})", re.I)
+_FOCUS = re.compile(r"\b(?:which|what|how\s+many|how\s+much)\b", re.I)
 _NAME = re.compile(
     r"(?<![\w'’])[A-Z][\w'’.-]*(?:\s+(?:(?:of|de|al|bin|von|van)\s+)?[A-Z][\w'’.-]*)*"
 )
-_QUESTION_WORDS = {
-    "Who",
-    "What",
-    "When",
-    "Where",
-    "Which",
-    "How",
-    "Why",
-    "Whom",
-    "Whose",
-    "Did",
-    "Does",
-    "Do",
-    "Is",
-    "Are",
-    "Was",
-    "Were",
-    "Has",
-    "Have",
-    "Can",
-    "In",
-    "On",
-    "The",
-    "A",
-    "An",
-    "This",
-    "He",
-    "She",
-    "It",
-    "They",
-    "Its",
-    "His",
-    "Her",
-}
-_AUX_VERBS = {
-    "is",
-    "are",
-    "was",
-    "were",
-    "be",
-    "been",
-    "do",
-    "does",
-    "did",
-    "has",
-    "have",
-    "had",
-    "will",
-    "would",
-    "can",
-    "could",
-    "should",
-    "the",
-    "a",
-    "an",
-    "of",
-    "in",
-    "on",
-    "to",
-}
+_QUESTION_WORDS = set(
+    "Who What When Where Which How Why Whom Whose Did Does Do Is Are Was Were Has Have Can "
+    "In On The A An This He She It They Its His Her".split()
+)
+# Words that end the focus phrase: "which airline announced ..." -> "airline".
+_FOCUS_STOP = set(
+    """is are was were be been do does did has have had will would can could should may might
+    the a an of in on to at by for from with as that this these those it he she they its his her
+    their there who which what fell won made became left took got went ran hit saw gave lost
+    said says say sold bought""".split()
+)
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
 
 @dataclass(frozen=True)
@@ -95,16 +47,17 @@ class QuestionInfo:
 
 def analyze(question: str) -> QuestionInfo:
     """Parse a question."""
+    asking = _asking_sentence(question)
     # The earliest question word decides: "At which airport ... when he arrived" is "which".
     found = [
-        (m.start(), i, name) for i, (name, p) in enumerate(_TYPES) if (m := p.search(question))
+        (m.start(), i, name) for i, (name, p) in enumerate(_TYPES) if (m := p.search(asking))
     ]
     qtype = min(found)[2] if found else "other"
     focus = ""
-    if m := _FOCUS.search(question):
-        focus_words = []
-        for w in m.group(1).lower().split():
-            if w in _AUX_VERBS:
+    if m := _FOCUS.search(asking):
+        focus_words: list[str] = []
+        for w in re.findall(r"[\w-]+", asking[m.end() :].lower())[:4]:
+            if w in _FOCUS_STOP or (focus_words and w.endswith(("ed", "ly"))):
                 break
             focus_words.append(w)
         focus = focus_words[-1] if focus_words else ""
@@ -112,6 +65,8 @@ def analyze(question: str) -> QuestionInfo:
         qtype = "what"
     names = []
     for m in _NAME.finditer(question):
+        if _sentence_initial_word(question, m):
+            continue
         tokens = [t for t in m.group().split() if t not in _QUESTION_WORDS]
         name = " ".join(tokens).strip(" .'’")
         if name and name.lower() not in STOPWORDS:
@@ -119,6 +74,20 @@ def analyze(question: str) -> QuestionInfo:
     name_terms = tuple(t for n in names for t in tokenize(n))
     terms = tuple(dict.fromkeys(tokenize(question)))
     return QuestionInfo(question, qtype, focus, terms, tuple(names), name_terms)
+
+
+def _sentence_initial_word(text: str, m: re.Match[str]) -> bool:
+    """A lone capitalized word opening a sentence ("Huge crowds ...") is not a name."""
+    at_start = m.start() == 0 or text[: m.start()].rstrip().endswith((".", "?", "!"))
+    following = text[m.end() :].lstrip()[:1]
+    return at_start and " " not in m.group() and following.islower()
+
+
+def _asking_sentence(question: str) -> str:
+    """The sentence that asks: "Hamlin collapsed this week. He plays for which team?" -> the 2nd."""
+    sentences = [x for x in _SENTENCE_END.split(question.strip()) if x]
+    asking = [x for x in sentences if any(p.search(x) for _, p in _TYPES)]
+    return asking[-1] if asking else question
 
 
 def focus_terms(info: QuestionInfo) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.commands import answer_cmds, corpus_cmds, run_cmd, search_cmds
+from bot.commands import answer_cmds, corpus_cmds, feed_cmds, run_cmd, search_cmds
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -12,4 +12,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     corpus_cmds.register(sub)
     search_cmds.register(sub)
     answer_cmds.register(sub)
+    feed_cmds.register(sub)
     run_cmd.register(sub)

@@ -89,7 +89,7 @@ async def cmd_feeds_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "never"
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
 
 def format_feed(feed: Feed) -> str:
