@@ -138,7 +138,8 @@ def scorable(answer: str) -> bool:
 def load_questions(
     root: Path, months: Sequence[str] = (), only_scorable: bool = True
 ) -> list[Question]:
-    """Questions of ``*_qa.jsonl``: answer = ``choices[int(answer[0])]``, as of ``question_date``."""
+    """Questions of ``*_qa.jsonl``: the answer is ``choices[int(answer[0])]``, the day to
+    search as of is ``question_date``; unscorable answers are left out unless asked."""
     questions: list[Question] = []
     for path in data_files(root, "_qa.jsonl", months):
         with path.open(encoding="utf-8") as fh:

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -138,6 +139,7 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
         stats = await store.stats()
         meta_path = data_dir / META_FILE
         built = "indexing-start" in marks
+        meta: dict[str, Any]
         if built:
             meta = {
                 "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -156,7 +158,7 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
             except (OSError, ValueError):
                 meta = {}
 
-        rows = [
+        rows: list[list[Any]] = [
             ["articles", stats.articles, ""],
             ["chunks indexed", service.count, ""],
             ["model", embedder.name, f"loaded in {model_seconds:.1f} s"],
@@ -235,9 +237,7 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
         )
         rrf, weighted = methods["hybrid rrf"], methods["hybrid weighted"]
         best = "weighted" if weighted.mrr() > rrf.mrr() else "rrf"
-        differ = sum(
-            1 for a, b in zip(rrf.ranks, weighted.ranks, strict=True) if a != b
-        )
+        differ = sum(1 for a, b in zip(rrf.ranks, weighted.ranks, strict=True) if a != b)
         print(
             f"better fusion by MRR@10: {best} (rrf {rrf.mrr():.3f}, weighted "
             f"{weighted.mrr():.3f}; first-hit rank differs on {differ} of {n} questions); "

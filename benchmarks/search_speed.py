@@ -46,7 +46,9 @@ def sizes_arg(value: str) -> list[int]:
     try:
         sizes = [int(v.replace("_", "").replace("k", "000")) for v in value.split(",") if v]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must be numbers like 10000,100000: {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"sizes must be numbers like 10000,100000: {value!r}"
+        ) from None
     if not sizes or min(sizes) < 100:
         raise argparse.ArgumentTypeError("sizes must be at least 100")
     return sizes
@@ -85,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-service", action="store_true", help="skip the SearchService end-to-end table"
+    )
+    parser.add_argument(
+        "--faiss-threads",
+        type=int,
+        default=0,
+        help="FAISS OpenMP threads (default 0: FAISS' own default, as in the bot)",
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed (7)")
     return parser
@@ -175,8 +183,6 @@ def bench_size(size, rows, vectors, embedder, queries, query_vectors, args, rng)
         [size, "hnsw", hnsw_s, size / hnsw_s, hnsw_mb, rss_hnsw - rss_flat],
         [size, "bm25", kw_s, size / kw_s, None, rss_kw - rss_hnsw],
     ]
-    del texts
-    gc.collect()
 
     def embed(q):
         return embedder.embed([q.sentence])[0]
@@ -214,7 +220,7 @@ def bench_size(size, rows, vectors, embedder, queries, query_vectors, args, rng)
             fn(q)
         seconds = []
         for q in queries:
-            _, s = timed(lambda q=q: fn(q))
+            _, s = timed(lambda fn=fn, q=q: fn(q))
             seconds.append(s)
         latency.append([size, *latency_row(name, seconds)])
 
@@ -234,8 +240,6 @@ def bench_size(size, rows, vectors, embedder, queries, query_vectors, args, rng)
         [size, "as-of date", float(np.mean(recalls[True])), allowed_share],
     ]
     memory = [size, rss_kw, common.peak_rss_mb()]
-    del flat, hnsw, keyword, vecs, meta, meta_rows
-    gc.collect()
     return build, latency, quality, memory
 
 
@@ -270,11 +274,14 @@ def encode_throughput(embedder, model: str, texts: list[str], queries) -> list[l
             common.log(f"loading the model in {precision} ...")
             current = SentenceTransformerEmbedder(model, precision)
         current.embed(texts[:32])  # warm-up
-        _, seconds = timed(lambda e=current: e.embed(texts))
+        started = time.perf_counter()
+        current.embed(texts)
+        seconds = time.perf_counter() - started
         single = []
         for q in queries[:50]:
-            _, s = timed(lambda e=current, q=q: e.embed([q.sentence]))
-            single.append(s)
+            started = time.perf_counter()
+            current.embed([q.sentence])
+            single.append(time.perf_counter() - started)
         note = "" if precision == "fp32" or cpu_has_bf16() else "no native bf16 on this CPU"
         rows.append(
             [
@@ -293,6 +300,7 @@ def encode_throughput(embedder, model: str, texts: list[str], queries) -> list[l
 
 
 async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
+    import faiss
     import numpy as np
     import torch
 
@@ -300,6 +308,8 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
     from bot.settings import Settings
     from embeddings.embedder import load_embedder
 
+    if args.faiss_threads > 0:
+        faiss.omp_set_num_threads(args.faiss_threads)
     rng = np.random.default_rng(args.seed)
     all_questions = sorted(
         common.load_questions(corpus_root, only_scorable=False), key=lambda q: (q.as_of, q.id)
@@ -321,7 +331,8 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
         query_vectors = embedder.embed([q.sentence for q in queries])
         print(
             f"real corpus: {len(rows):,} chunks, {embedder.name} (dim {vectors.shape[1]}); "
-            f"{len(queries)} queries; torch threads {torch.get_num_threads()}; "
+            f"{len(queries)} queries; torch threads {torch.get_num_threads()}, "
+            f"FAISS threads {faiss.omp_get_max_threads()}; "
             f"replica noise {args.noise}"
         )
         print()
@@ -333,6 +344,7 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
             build, latency, quality, memory = bench_size(
                 size, rows, vectors, embedder, queries, query_vectors, args, rng
             )
+            gc.collect()
             builds += build
             latencies += latency
             qualities += quality

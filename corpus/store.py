@@ -259,6 +259,13 @@ class Store:
         row = await self.fetchone("SELECT value FROM meta WHERE key = 'corpus_version'")
         return int(row[0])
 
+    async def date_range(self) -> tuple[date | None, date | None]:
+        """The first and last publication dates (cheap: uses the index)."""
+        first, last = await self.fetchone(
+            "SELECT MIN(published_at), MAX(published_at) FROM articles"
+        )
+        return _parse_date(first), _parse_date(last)
+
     async def stats(self) -> CorpusStats:
         """Article and chunk counts, articles per source, and the publication date range."""
         (articles, first, last) = await self.fetchone(

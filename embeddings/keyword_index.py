@@ -33,7 +33,6 @@ class KeywordIndex:
         self._retriever = retriever
         self.doc_freq = doc_freq or {}
         self.chunk_ids = np.asarray(chunk_ids, dtype=np.int64)
-        self._position = {int(c): i for i, c in enumerate(self.chunk_ids)}
         self._vocab: dict[str, int] = retriever.vocab_dict if retriever is not None else {}
 
     @classmethod
@@ -60,10 +59,7 @@ class KeywordIndex:
 
     def mask(self, allowed: np.ndarray) -> np.ndarray:
         """A 0/1 weight mask over documents from allowed chunk ids."""
-        weights = np.zeros(len(self.chunk_ids), dtype=np.float32)
-        positions = [self._position[int(c)] for c in allowed if int(c) in self._position]
-        weights[positions] = 1.0
-        return weights
+        return np.isin(self.chunk_ids, allowed).astype(np.float32)
 
     def search(
         self, query: str, k: int, allowed: np.ndarray | None = None

@@ -199,7 +199,8 @@ class SearchService:
         k: int,
     ) -> list[Hit]:
         # The store decides what exists: a chunk deleted since the index was built
-        # simply does not come back.
+        # simply does not come back. Only the head of the ranking can reach the top k.
+        ranking = ranking[: max(4 * k, 30)]
         chunks = await self.store.get_chunks(cid for cid, _ in ranking)
         articles = await self.store.get_articles(c.article_id for c in chunks.values())
         hits: list[Hit] = []

@@ -25,7 +25,9 @@ SEED_QUOTE = (
 AFTER_ALL = date(2023, 9, 1)
 QUESTIONS = [
     json.loads(line)
-    for line in (Path(__file__).parent / "fixtures" / "sample_questions.jsonl").read_text().splitlines()
+    for line in (Path(__file__).parent / "fixtures" / "sample_questions.jsonl")
+    .read_text()
+    .splitlines()
     if line.strip()
 ]
 
@@ -70,14 +72,18 @@ async def test_sample_questions_mostly_answered_correctly(engine: AnswerEngine) 
     right = 0
     for item in answerable:
         answer = await engine.answer(item["question"], AFTER_ALL)
-        if not answer.abstained and normalize_for_hash(item["answer"]) in normalize_for_hash(answer.text):
+        if not answer.abstained and normalize_for_hash(item["answer"]) in normalize_for_hash(
+            answer.text
+        ):
             right += 1
     # Measured 18-20 of 28 at the time of writing; the floor guards against regressions.
     assert right >= 16, f"{right} of {len(answerable)}"
 
 
 @module_loop
-@pytest.mark.parametrize("item", [q for q in QUESTIONS if not q["answer"]], ids=lambda q: q["question"])
+@pytest.mark.parametrize(
+    "item", [q for q in QUESTIONS if not q["answer"]], ids=lambda q: q["question"]
+)
 async def test_near_misses_and_off_topic_abstain(engine: AnswerEngine, item: dict) -> None:
     answer = await engine.answer(item["question"], AFTER_ALL)
     assert answer.abstained, (answer.text, [q.text for q in answer.quotes])
@@ -128,7 +134,14 @@ def test_cli_ask_json_and_batch(copy_data_dir: Path, tmp_path: Path) -> None:
     assert set(data) == {"question", "answer", "abstained", "quotes"}
     assert data["answer"] == "Brigadier General Ahmad Reza Radan" and data["abstained"] is False
     assert set(data["quotes"][0]) == {
-        "text", "article_id", "start", "end", "title", "source", "published_at", "url"
+        "text",
+        "article_id",
+        "start",
+        "end",
+        "title",
+        "source",
+        "published_at",
+        "url",
     }
     batch = tmp_path / "questions.jsonl"
     batch.write_text(

@@ -25,21 +25,35 @@ from embeddings.index_dir import IndexDirectory
 from embeddings.search import SearchFilters, SearchService
 
 
-def draft(title: str, text: str, day: str = "2023-06-01", url: str | None = None, source: str = "Desk (fictional)") -> ArticleDraft:
-    return ArticleDraft(title=title, text=text, published_at=date.fromisoformat(day), url=url, source=source)
+def draft(
+    title: str,
+    text: str,
+    day: str = "2023-06-01",
+    url: str | None = None,
+    source: str = "Desk (fictional)",
+) -> ArticleDraft:
+    return ArticleDraft(
+        title=title, text=text, published_at=date.fromisoformat(day), url=url, source=source
+    )
 
 
-async def service(store: Store, root: Path, embedder: HashEmbedder | None = None, **kw) -> SearchService:
+async def service(
+    store: Store, root: Path, embedder: HashEmbedder | None = None, **kw
+) -> SearchService:
     svc = SearchService(store, embedder or HashEmbedder(), IndexDirectory(root / "index"), **kw)
     await svc.open()
     return svc
 
 
 async def test_incremental_add_and_delete(store: Store, tmp_path: Path) -> None:
-    a = await store.save_article(draft("Harbour crane", "The harbour crane at Vell was repaired on Monday."))
+    a = await store.save_article(
+        draft("Harbour crane", "The harbour crane at Vell was repaired on Monday.")
+    )
     svc = await service(store, tmp_path)
     assert [h.article.id for h in await svc.search("harbour crane repaired")] == [a]
-    b = await store.save_article(draft("Orchard frost", "Frost damaged the apple orchards of Kell overnight."))
+    b = await store.save_article(
+        draft("Orchard frost", "Frost damaged the apple orchards of Kell overnight.")
+    )
     report = await svc.update()
     assert not report.rebuilt and report.added == 1 and report.embedded == 1
     assert (await svc.search("apple orchards frost"))[0].article.id == b
@@ -53,11 +67,16 @@ async def test_incremental_add_and_delete(store: Store, tmp_path: Path) -> None:
 
 async def test_changed_article_reembeds_only_changed_chunks(store: Store, tmp_path: Path) -> None:
     url = "https://example.org/a"
-    await store.save_article(draft("Bridge", "The old bridge reopened. Traffic resumed at noon.", url=url))
+    await store.save_article(
+        draft("Bridge", "The old bridge reopened. Traffic resumed at noon.", url=url)
+    )
     svc = await service(store, tmp_path)
     existing = await store.article_by_url(url)
     assert existing
-    await store.save_article(draft("Bridge", "The old bridge closed again. Traffic stopped at noon.", url=url), replace_id=existing.id)
+    await store.save_article(
+        draft("Bridge", "The old bridge closed again. Traffic stopped at noon.", url=url),
+        replace_id=existing.id,
+    )
     report = await svc.update()
     assert report.embedded == 1  # the one changed chunk
     hits = await svc.search("bridge closed again")
@@ -86,8 +105,17 @@ async def test_model_change_rebuilds_and_reembeds(store: Store, tmp_path: Path) 
 
 
 async def test_date_and_source_filters(store: Store, tmp_path: Path) -> None:
-    await store.save_article(draft("Early", "Storm warning for the coast of Vell.", "2023-01-05", source="A (fictional)"))
-    await store.save_article(draft("Late", "Storm warning for the coast of Vell again.", "2023-03-05", source="B (fictional)"))
+    await store.save_article(
+        draft("Early", "Storm warning for the coast of Vell.", "2023-01-05", source="A (fictional)")
+    )
+    await store.save_article(
+        draft(
+            "Late",
+            "Storm warning for the coast of Vell again.",
+            "2023-03-05",
+            source="B (fictional)",
+        )
+    )
     svc = await service(store, tmp_path)
     until = await svc.search("storm warning Vell", filters=SearchFilters(until=date(2023, 2, 1)))
     assert [h.article.title for h in until] == ["Early"]
@@ -111,7 +139,9 @@ async def test_at_most_two_chunks_per_article(store: Store, tmp_path: Path) -> N
 
 async def test_searches_during_rebuild_never_fail(store: Store, tmp_path: Path) -> None:
     for i in range(60):
-        await store.save_article(draft(f"Story {i}", f"Item {i}: the council of Dunmere voted on plan {i}."))
+        await store.save_article(
+            draft(f"Story {i}", f"Item {i}: the council of Dunmere voted on plan {i}.")
+        )
     svc = await service(store, tmp_path)
     results: list[int] = []
 
@@ -153,7 +183,9 @@ async def test_seed_passage_ranks_first_with_the_real_model(copy_data_dir: Path)
         await services.close()
 
 
-async def test_ingest_then_search_cli_shapes(samples_dir: Path, store: Store, tmp_path: Path) -> None:
+async def test_ingest_then_search_cli_shapes(
+    samples_dir: Path, store: Store, tmp_path: Path
+) -> None:
     report = await ingest_results(store, read_path(samples_dir))
     assert len(report.added) == 13
     svc = await service(store, tmp_path)

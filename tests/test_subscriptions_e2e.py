@@ -94,7 +94,9 @@ class BotProcess:
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "newsbot"), "run"],
-                env=self.env, stdout=log, stderr=log,
+                env=self.env,
+                stdout=log,
+                stderr=log,
             )
         self.api.wait_for(lambda a: len(a.calls("getUpdates")) > polls, timeout=60)
 
@@ -109,7 +111,9 @@ class BotProcess:
 
 
 @pytest.fixture(scope="module")
-def bot(api: FakeBotApi, site: NewsSite, sample_data_dir: Path, tmp_path_factory) -> Iterator[BotProcess]:
+def bot(
+    api: FakeBotApi, site: NewsSite, sample_data_dir: Path, tmp_path_factory
+) -> Iterator[BotProcess]:
     data = tmp_path_factory.mktemp("subs-data")
     shutil.copytree(sample_data_dir, data, symlinks=True, dirs_exist_ok=True)
     process = BotProcess(api, site, data)
@@ -128,14 +132,18 @@ def pushes(api: FakeBotApi, chat_id: int, title: str) -> list[dict]:
     return [m for m in api.bot_messages(chat_id) if title in m["text"]]
 
 
-def test_group_follows_topic_and_gets_a_feed_article_once(api: FakeBotApi, bot: BotProcess, site: NewsSite) -> None:
+def test_group_follows_topic_and_gets_a_feed_article_once(
+    api: FakeBotApi, bot: BotProcess, site: NewsSite
+) -> None:
     site.set_feed("/feed.xml", [UNRELATED], kind="rss", full_content=True)
     api.set_member_status(GROUP, MEMBER, "member")
     api.set_member_status(GROUP, ADMIN, "administrator")
     api.group_message(GROUP, MEMBER, "/follow Iran Russia security cooperation")
     refused = api.wait_for_message(GROUP, contains="Only this group's admins", timeout=15)
     api.group_message(GROUP, ADMIN, "/follow Iran Russia security cooperation")
-    api.wait_for_message(GROUP, contains="Following", after_message_id=refused["message_id"], timeout=30)
+    api.wait_for_message(
+        GROUP, contains="Following", after_message_id=refused["message_id"], timeout=30
+    )
     assert any(c.params.get("user_id") == MEMBER for c in api.calls("getChatMember"))
 
     before = last_id(api, ADMIN)
@@ -150,7 +158,9 @@ def test_group_follows_topic_and_gets_a_feed_article_once(api: FakeBotApi, bot: 
     push = api.wait_for_message(GROUP, contains=MATCHING["title"], timeout=30)
     assert "<b>" not in push["text"] and any(e["type"] == "blockquote" for e in push["entities"])
     assert "security cooperation memorandum" in push["text"] or "cooperation" in push["text"]
-    assert any(e["type"] == "text_link" and "iran-russia-drill" in e["url"] for e in push["entities"])
+    assert any(
+        e["type"] == "text_link" and "iran-russia-drill" in e["url"] for e in push["entities"]
+    )
     # Polling again changes nothing: still exactly one push, none for the cheese fair.
     result = run_cli("poll", data_dir=bot.data, env=bot.env)
     assert result.returncode == 0
@@ -199,11 +209,17 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
     )
     api.wait_for(lambda a: _article_text_contains(bot.data, "hire 40 more deckhands"), timeout=30)
     time.sleep(1)  # the index update follows the store write
-    api.private_message(ADMIN, "How many deckhands did the ferry company agree to hire in Portvale?")
+    api.private_message(
+        ADMIN, "How many deckhands did the ferry company agree to hire in Portvale?"
+    )
     answer = api.wait_for_message(ADMIN, contains="40", timeout=30)
-    assert f"/c/999/{post['message_id']}" in str(answer.get("entities")) or "Harbour Notes" in answer["text"]
+    assert (
+        f"/c/999/{post['message_id']}" in str(answer.get("entities"))
+        or "Harbour Notes" in answer["text"]
+    )
     api.edited_channel_post(
-        channel, post["message_id"],
+        channel,
+        post["message_id"],
         "Ferry strike ends in Portvale\nDock workers in Portvale ended their three-day strike on "
         "Tuesday after the ferry company agreed to hire 45 more deckhands, the union said.",
     )
@@ -268,7 +284,9 @@ def test_blocked_chat_is_paused_and_admins_told(api: FakeBotApi, bot: BotProcess
     api.block_chat(chat)
     before = last_id(api, ADMIN)
     asyncio.run(_queue(bot.data, chat, "private", 2))
-    api.wait_for_message(ADMIN, contains=f"Paused pushes to chat {chat}", after_message_id=before, timeout=30)
+    api.wait_for_message(
+        ADMIN, contains=f"Paused pushes to chat {chat}", after_message_id=before, timeout=30
+    )
 
 
 def test_digest_mode_sends_one_message(api: FakeBotApi, bot: BotProcess) -> None:
@@ -279,4 +297,6 @@ def test_digest_mode_sends_one_message(api: FakeBotApi, bot: BotProcess) -> None
     digest = api.wait_for_message(chat, contains="Your news digest: 3 new articles", timeout=30)
     assert digest
     time.sleep(2)
-    assert len([m for m in api.bot_messages(chat) if "digest" in m["text"].lower()]) == 2  # reply + digest
+    assert (
+        len([m for m in api.bot_messages(chat) if "digest" in m["text"].lower()]) == 2
+    )  # reply + digest

@@ -10,8 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,9 @@ def api() -> Iterator[FakeBotApi]:
 
 
 @pytest.fixture(scope="module")
-def bot(api: FakeBotApi, site: NewsSite, sample_data_dir: Path, tmp_path_factory) -> Iterator[subprocess.Popen]:
+def bot(
+    api: FakeBotApi, site: NewsSite, sample_data_dir: Path, tmp_path_factory
+) -> Iterator[subprocess.Popen]:
     import shutil
 
     data = tmp_path_factory.mktemp("bot-data")
@@ -111,12 +113,20 @@ def test_group_mention_reply_and_ask(api: FakeBotApi, bot) -> None:
     api.group_message(group, USER, "@newsbot_test_bot who signed with Zolotov?")
     first = api.wait_for_message(group, contains="Radan", timeout=30)
     api.group_message(
-        group, USER, "Where did Patrushev chair the meeting on forest fire prevention?",
+        group,
+        USER,
+        "Where did Patrushev chair the meeting on forest fire prevention?",
         reply_to_message_id=first["message_id"],
     )
-    second = api.wait_for_message(group, contains="Petrozavodsk", after_message_id=first["message_id"], timeout=30)
-    api.group_message(group, USER, "/ask@newsbot_test_bot How many objects are displayed in the new Caspian hall?")
-    third = api.wait_for_message(group, contains="1,200", after_message_id=second["message_id"], timeout=30)
+    second = api.wait_for_message(
+        group, contains="Petrozavodsk", after_message_id=first["message_id"], timeout=30
+    )
+    api.group_message(
+        group, USER, "/ask@newsbot_test_bot How many objects are displayed in the new Caspian hall?"
+    )
+    third = api.wait_for_message(
+        group, contains="1,200", after_message_id=second["message_id"], timeout=30
+    )
     assert third["reply_to_message"]["text"].startswith("/ask")
     texts = [m["text"] for m in api.bot_messages(group)]
     assert len(texts) == 3, texts  # "hello everyone" got no answer
@@ -137,7 +147,15 @@ def test_start_help_about(api: FakeBotApi, bot) -> None:
     about = api.wait_for_message(USER + 3, after_message_id=start["message_id"], timeout=15)
     assert "13" in about["text"] and "IFP Media Wire" in about["text"]
     defaults = api.commands()
-    assert {c["command"] for c in defaults} == {"ask", "about", "help"}
+    assert {c["command"] for c in defaults} == {
+        "ask",
+        "about",
+        "help",
+        "follow",
+        "following",
+        "unfollow",
+        "digest",
+    }
     admin_scope = {"type": "chat", "chat_id": ADMIN}
     assert "reindex" in {c["command"] for c in api.commands(admin_scope)}
 
@@ -162,7 +180,9 @@ def test_admin_stats_and_reindex_while_answering(api: FakeBotApi, bot) -> None:
     api.private_message(USER + 5, "who signed with Zolotov?")
     api.wait_for_message(USER + 5, contains="Radan", timeout=30)
     api.wait_for_message(ADMIN, contains="already running", after_message_id=before, timeout=15)
-    done = api.wait_for_message(ADMIN, contains="Re-index done", after_message_id=before, timeout=60)
+    done = api.wait_for_message(
+        ADMIN, contains="Re-index done", after_message_id=before, timeout=60
+    )
     assert "chunks" in done["text"]
 
 
@@ -172,8 +192,10 @@ def test_admin_ingest_url_and_delete(api: FakeBotApi, bot, site: NewsSite) -> No
         site.article_html(
             "Lake ferry company orders two electric boats",
             [
-                "The Lake Orm Ferry Company ordered two electric ferries from the Kestrel yard on Monday, its director Hanna Lind said.",
-                "The boats will carry 120 passengers each and enter service in 2025, replacing diesel vessels built in 1979.",
+                "The Lake Orm Ferry Company ordered two electric ferries from the Kestrel yard"
+                " on Monday, its director Hanna Lind said.",
+                "The boats will carry 120 passengers each and enter service in 2025,"
+                " replacing diesel vessels built in 1979.",
             ],
             author="Test Desk",
             published=datetime(2023, 8, 28, 9, 0, tzinfo=UTC),
@@ -182,11 +204,15 @@ def test_admin_ingest_url_and_delete(api: FakeBotApi, bot, site: NewsSite) -> No
     )
     before = last_id(api, ADMIN)
     api.private_message(ADMIN, f"/ingest {site.url('/news/ferry.html')}")
-    added = api.wait_for_message(ADMIN, contains="Added article", after_message_id=before, timeout=60)
+    added = api.wait_for_message(
+        ADMIN, contains="Added article", after_message_id=before, timeout=60
+    )
     article_id = int(added["text"].split("Added article ")[1].split(":")[0])
     before = last_id(api, ADMIN)
     api.private_message(ADMIN, "Who ordered two electric ferries from the Kestrel yard?")
-    api.wait_for_message(ADMIN, contains="Lake Orm Ferry Company", after_message_id=before, timeout=30)
+    api.wait_for_message(
+        ADMIN, contains="Lake Orm Ferry Company", after_message_id=before, timeout=30
+    )
 
     before = last_id(api, ADMIN)
     api.private_message(ADMIN, "/ingest http://127.0.0.1:9/secret")
@@ -195,7 +221,9 @@ def test_admin_ingest_url_and_delete(api: FakeBotApi, bot, site: NewsSite) -> No
 
     before = last_id(api, ADMIN)
     api.private_message(ADMIN, f"/delete {article_id}")
-    api.wait_for_message(ADMIN, contains=f"Deleted article {article_id}", after_message_id=before, timeout=15)
+    api.wait_for_message(
+        ADMIN, contains=f"Deleted article {article_id}", after_message_id=before, timeout=15
+    )
     before = last_id(api, ADMIN)
     api.private_message(ADMIN, "Who ordered two electric ferries from the Kestrel yard?")
     gone = api.wait_for_message(ADMIN, after_message_id=before, timeout=30)

@@ -8,6 +8,7 @@ the words in and around them.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 
 PERSON_TITLES = {
@@ -290,9 +291,7 @@ def _looks_like_person(article_text: str, name: str) -> bool:
     tokens = name.split()
     if any(re.fullmatch(r"[A-Z]\.", t) for t in tokens[1:-1]):
         return True
-    surname = re.escape(tokens[-1])
-    alone = re.compile(rf"(?<![A-Z][\w.]\s)(?<![\w-]){surname}(?!\s+[A-Z])(?![\w-])")
-    return sum(1 for _ in alone.finditer(article_text)) >= 2
+    return _standalone_counts(article_text).get(tokens[-1].rstrip("."), 0) >= 2
 
 
 def candidates(article_text: str, start: int, end: int) -> list[Candidate]:
@@ -340,11 +339,30 @@ def expand_name(article_text: str, name: str) -> str:
     """
     last = name.split()[-1]
     best = name
+    for full in article_names(article_text).get(last, ()):
+        tokens = full.split()
+        if len(tokens) > len(best.split()) and all(t in tokens for t in name.split()):
+            best = full
+    return best
+
+
+@lru_cache(maxsize=512)
+def article_names(article_text: str) -> dict[str, tuple[str, ...]]:
+    """Every name in an article, grouped by last word (computed once per article text)."""
+    names: dict[str, list[str]] = {}
     for m in _NAME.finditer(article_text):
         for s, e in _clean_name(m.group(), m.start()):
             full = article_text[s:e]
-            tokens = full.split()
-            longer = tokens and tokens[-1] == last and len(tokens) > len(best.split())
-            if longer and all(t in tokens for t in name.split()):
-                best = full
-    return best
+            names.setdefault(full.split()[-1], []).append(full)
+    return {last: tuple(dict.fromkeys(forms)) for last, forms in names.items()}
+
+
+@lru_cache(maxsize=512)
+def _standalone_counts(article_text: str) -> dict[str, int]:
+    """How often each capitalized word stands alone (not inside a longer name)."""
+    counts: dict[str, int] = {}
+    for m in _NAME.finditer(article_text):
+        if " " not in m.group():
+            word = m.group().rstrip(".")
+            counts[word] = counts.get(word, 0) + 1
+    return counts

@@ -139,12 +139,12 @@ class AnswerEngine:
 
     async def not_found(self, question: str, as_of: date) -> Answer:
         """An abstention that states the corpus' date range (as seen on ``as_of``)."""
-        stats = await self.store.stats()
+        first, last = await self.store.date_range()
         return Answer(
             question=question,
             text="",
             abstained=True,
-            corpus_first=stats.first_date,
-            corpus_last=min(stats.last_date, as_of) if stats.last_date else None,
+            corpus_first=first,
+            corpus_last=min(last, as_of) if last else None,
             as_of=as_of,
         )

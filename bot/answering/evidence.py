@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.answering.candidates import Candidate, candidates
 from bot.answering.question import QuestionInfo
@@ -59,6 +59,7 @@ def type_weights_for(info: QuestionInfo) -> dict[str, float]:
     return TYPE_KINDS.get(info.qtype, {})
 
 
+TYPED_SENTENCES = 25  # sentences that get candidate spans (the rest cannot answer)
 _NEGATION = re.compile(
     r"\b(no|not|never|nothing|neither|nor|without|did\s+not|didn['’]t|was\s+not|wasn['’]t)\b",
     re.IGNORECASE,
@@ -155,15 +156,25 @@ def score_sentences(
             )
             coverage = _coverage(info.terms, here, near, title_tokens, idf)
             names_found = _names_found(info.name_terms, here, near, title_tokens, chunk_tokens)
-            cands = tuple(
-                c
-                for c in candidates(article.text, s, e)
-                if not set(tokenize(c.text)) <= question_terms
-            )
-            type_fit = max((type_weights.get(c.kind, 0.0) for c in cands), default=0.0)
-            score = 0.55 * coverage + 0.15 * names_found + 0.2 * retrieval + 0.1 * type_fit
+            score = 0.55 * coverage + 0.15 * names_found + 0.2 * retrieval
             if _negates(article.text[s:e], info, here):
                 score *= 0.4
-            out.append(Evidence(article, s, e, score, coverage, names_found, cands))
+            out.append(Evidence(article, s, e, score, coverage, names_found, ()))
     out.sort(key=lambda ev: -ev.score)
-    return out
+    # Candidate spans cost the most: only the sentences that can still come first get them.
+    typed = [_with_candidates(ev, type_weights, question_terms) for ev in out[:TYPED_SENTENCES]]
+    typed.sort(key=lambda ev: -ev.score)
+    return typed + out[TYPED_SENTENCES:]
+
+
+def _with_candidates(
+    ev: Evidence, type_weights: dict[str, float], question_terms: set[str]
+) -> Evidence:
+    """The evidence with its typed candidate spans and the answer-type part of its score."""
+    cands = tuple(
+        c
+        for c in candidates(ev.article.text, ev.start, ev.end)
+        if not set(tokenize(c.text)) <= question_terms
+    )
+    type_fit = max((type_weights.get(c.kind, 0.0) for c in cands), default=0.0)
+    return replace(ev, score=ev.score + 0.1 * type_fit, candidates=cands)
