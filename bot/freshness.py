@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class Matcher(Protocol):
     """What routing needs of the topic matcher."""
 
-    async def match_article(self, store: Store, article_id: int) -> list:  # type: ignore[type-arg]
+    async def match_article(self, store: Store, article_id: int) -> list:
         """Topic matches of one stored article."""
         ...
 
@@ -31,7 +31,7 @@ async def route_articles(store: Store, matcher: Matcher | None, article_ids: Ite
     """
     subs = SubscriptionRepo(store)
     feeds = FeedRepo(store)
-    feed_subs: dict[int, list] = {}  # type: ignore[type-arg]
+    feed_subs: dict[int, list] = {}
     for sub in await subs.active("feed"):
         feed_subs.setdefault(sub.feed_id or 0, []).append(sub)
     queued = 0
@@ -53,7 +53,7 @@ async def route_articles(store: Store, matcher: Matcher | None, article_ids: Ite
     return queued
 
 
-async def route_new_articles(services, article_ids: Iterable[int]) -> int:  # type: ignore[no-untyped-def]
+async def route_new_articles(services, article_ids: Iterable[int]) -> int:
     """Route new articles with the services' topic matcher (see :func:`route_articles`)."""
     matcher = await services.topic_matcher()
     return await route_articles(services.store, matcher, article_ids)

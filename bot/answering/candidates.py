@@ -8,8 +8,8 @@ the words in and around them.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 PERSON_TITLES = {
     "gen",

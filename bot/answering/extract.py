@@ -89,7 +89,7 @@ def extract(info: QuestionInfo, evidence: list[Evidence]) -> Extracted | None:
     focus = focus_terms(info)
     asked_names = set(info.name_terms)
     votes: dict[str, float] = {}
-    best_for: dict[str, tuple[float, Candidate, Evidence]] = {}
+    best_for: dict[str, tuple[float, str, Evidence]] = {}
     # Only sentences nearly as good as the best vote: a weaker sentence of another
     # article must not outvote the one that answers.
     voters = [ev for ev in evidence[:TOP_SENTENCES] if ev.score >= evidence[0].score * VOTE_RATIO]

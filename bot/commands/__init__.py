@@ -7,7 +7,7 @@ import argparse
 from bot.commands import answer_cmds, corpus_cmds, feed_cmds, run_cmd, search_cmds
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add every sub-command to the parser."""
     corpus_cmds.register(sub)
     search_cmds.register(sub)

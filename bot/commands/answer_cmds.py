@@ -14,7 +14,7 @@ from bot.services import Services
 from bot.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ask and chat commands."""
     p = sub.add_parser("ask", help="answer a question with verbatim quotes")
     p.add_argument("question", nargs="?", help="the question (omit with --batch)")

@@ -14,7 +14,7 @@ from corpus.readers import ReadResult, read_path
 from corpus.store import CorpusStats, Store
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the corpus commands."""
     p = sub.add_parser("ingest", help="ingest files or directories of articles")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")

@@ -10,7 +10,7 @@ from bot.logging_setup import configure_logging
 from bot.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the run command."""
     p = sub.add_parser("run", help="run the Telegram bot (needs NEWSBOT_TELEGRAM_TOKEN)")
     p.add_argument("--webhook", metavar="URL", help="public HTTPS URL Telegram posts updates to")

@@ -15,7 +15,7 @@ from embeddings.indexer import IndexReport, Progress
 from embeddings.search import SearchFilters
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the index and search commands."""
     p = sub.add_parser("index", help="bring the search index up to date")
     p.add_argument("--rebuild", action="store_true", help="rebuild from scratch")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import date
 from functools import wraps
 from html import escape
+from typing import Any
 
 from telegram import Message, Update
 from telegram.ext import ContextTypes
@@ -27,7 +28,7 @@ from corpus.readers.html import parse_html
 from embeddings.search import SearchService
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 PROGRESS_EVERY = 1.0  # seconds between progress edits (Telegram allows ~1 edit/s per chat)
 
 

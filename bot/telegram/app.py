@@ -59,7 +59,7 @@ ADMIN_COMMANDS = [
 MESSAGES_AND_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 
 
-async def post_init(application: Application) -> None:  # type: ignore[type-arg]
+async def post_init(application: Application) -> None:
     """Open the services and publish the command menus."""
     state = state_of(application.bot_data)
     state.services = await Services.open(state.settings)
@@ -89,7 +89,7 @@ async def post_init(application: Application) -> None:  # type: ignore[type-arg]
     )
 
 
-def _admin_notifier(application: Application):  # type: ignore[type-arg,no-untyped-def]
+def _admin_notifier(application: Application):
     """A function that tells the admin chat (or every admin) something, best effort."""
 
     async def notify(html_text: str) -> None:
@@ -104,7 +104,7 @@ def _admin_notifier(application: Application):  # type: ignore[type-arg,no-untyp
     return notify
 
 
-async def post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+async def post_shutdown(application: Application) -> None:
     """Close the services."""
     state = state_of(application.bot_data)
     if state.services:
@@ -152,7 +152,7 @@ async def on_my_chat_member(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         )
 
 
-def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+def build_application(settings: Settings) -> Application:
     """The application with every handler registered."""
     builder = (
         ApplicationBuilder()

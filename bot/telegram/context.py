@@ -46,6 +46,6 @@ class BotState:
         return user_id is not None and user_id in self.settings.admin_ids
 
 
-def state_of(bot_data: dict) -> BotState:  # type: ignore[type-arg]
+def state_of(bot_data: dict) -> BotState:
     """The BotState stored in the application's bot_data."""
-    return bot_data["state"]  # type: ignore[no-any-return]
+    return bot_data["state"]

@@ -172,7 +172,7 @@ class DeliverySender:
         return count
 
 
-async def _send_html(bot: Bot, chat_id: int, html: str):  # type: ignore[no-untyped-def]
+async def _send_html(bot: Bot, chat_id: int, html: str):
     """Send HTML; if Telegram rejects the entities, send the same text plain."""
     try:
         return await bot.send_message(

@@ -104,6 +104,7 @@ async def on_addchannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     if message is None or chat is None:
         return
     state = state_of(context.bot_data)
+    title, username = chat.title, chat.username
     if chat.type != Chat.CHANNEL:
         user = update.effective_user
         if not state.is_admin(user.id if user else None):
@@ -114,12 +115,15 @@ async def on_addchannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
             await message.reply_text("Usage: /addchannel CHANNEL_ID, or post /addchannel in it.")
             return
         try:
-            chat = await context.bot.get_chat(int(arg))
+            info = await context.bot.get_chat(int(arg))
         except TelegramError as exc:
             await message.reply_text(f"I cannot see that channel ({exc}); add me as an admin.")
             return
-    await _feeds(context).add_channel(chat.id, chat.title or "", chat.username, None)
-    await message.reply_text(f"Posts of “{chat.title}” will now become articles.")
+        chat_id, title, username = info.id, info.title, info.username
+    else:
+        chat_id = chat.id
+    await _feeds(context).add_channel(chat_id, title or "", username, None)
+    await message.reply_text(f"Posts of “{title}” will now become articles.")
 
 
 async def on_removechannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
