@@ -90,6 +90,7 @@ def first_hit(hits: list, answer: str) -> int | None:
 
 
 async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
+    from bot.answering.timeparse import resolve_time
     from bot.services import Services
     from bot.settings import Settings
     from embeddings.embedder import load_embedder
@@ -189,7 +190,7 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
         ]
         methods = {
             name: MethodScore(name)
-            for name in ("dense", "keyword", "hybrid rrf", "hybrid weighted")
+            for name in ("dense", "keyword", "hybrid rrf", "hybrid weighted", "hybrid rrf + time")
         }
         ceiling = 0
         started = time.perf_counter()
@@ -198,16 +199,22 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
             if any(d <= q.as_of and common.contains_answer(t, answer) for d, t in dated):
                 ceiling += 1
             filters = SearchFilters(until=q.as_of)
-            runs = (
-                ("dense", "rrf", service.dense_only),
-                ("keyword", "rrf", service.keyword_only),
-                ("hybrid rrf", "rrf", service.search),
-                ("hybrid weighted", "weighted", service.search),
+            # What the answer engine does: prefer the period the question names ("this week").
+            window = resolve_time(q.sentence, q.as_of)
+            timed = SearchFilters(
+                until=q.as_of, prefer=(window.since, window.until) if window else None
             )
-            for name, fusion, method in runs:
+            runs = (
+                ("dense", "rrf", service.dense_only, filters),
+                ("keyword", "rrf", service.keyword_only, filters),
+                ("hybrid rrf", "rrf", service.search, filters),
+                ("hybrid weighted", "weighted", service.search, filters),
+                ("hybrid rrf + time", "rrf", service.search, timed),
+            )
+            for name, fusion, method, with_filters in runs:
                 service.fusion = fusion
                 t0 = time.perf_counter()
-                hits = await method(q.sentence, K, filters)
+                hits = await method(q.sentence, K, with_filters)
                 methods[name].seconds.append(time.perf_counter() - t0)
                 methods[name].ranks.append(first_hit(hits, answer))
             if number % 50 == 0:

@@ -104,6 +104,8 @@ class IndexDirectory:
         return build
 
     def _remove_old(self, keep: Path) -> None:
-        for path in self.root.iterdir():
-            if path != keep and path.name != "current" and path.is_dir():
+        # Only finished builds older than the one just swapped in: another process may
+        # be writing a newer one (its ".tmp-" directory, or a build about to be linked).
+        for path in self.root.glob("build-*"):
+            if path.name < keep.name and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

@@ -51,7 +51,7 @@ class IndexBuilder:
         embedder: Embedder,
         directory: IndexDirectory,
         index_kind: str = "auto",
-        hnsw_threshold: int = 200_000,
+        hnsw_threshold: int = 50_000,
     ) -> None:
         self.store = store
         self.embedder = embedder

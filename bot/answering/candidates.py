@@ -207,8 +207,11 @@ MONTH_NAMES = {
 PLACE_PREPOSITIONS = {"in", "at", "to", "from", "near", "outside", "across"}
 
 _TOKEN = r"[A-Z][\w\-]*\.?|[A-Z]\."
+# Names may hold numbers after their first word ("Three 6 Mafia", "Apollo 11"); "and"
+# joins two names ("Harry Styles and Beyoncé"), so it is no connector.
 _NAME = re.compile(
-    rf"(?:{_TOKEN})(?:[ \u00a0](?:(?:of|de|del|da|al|bin|van|von|the|and)[ \u00a0])?(?:{_TOKEN}))*"
+    rf"(?:{_TOKEN})(?:[ \u00a0](?:(?:of|de|del|da|al|bin|van|von|the)[ \u00a0])?"
+    rf"(?:{_TOKEN}|\d+\b(?=[ \u00a0][A-Z])))*"
 )
 _POSSESSIVE = re.compile(r"['’]s\b")
 _NUMBER = re.compile(

@@ -30,7 +30,6 @@ MORE_QUOTES = 6
 MIN_COVERAGE = 0.62
 MIN_SCORE = 0.5
 MIN_NAMES_FOUND = 0.8
-TIME_BOOST = 1.25
 
 
 @dataclass(frozen=True)
@@ -74,18 +73,12 @@ class AnswerEngine:
         self.generator = generator
 
     async def retrieve(self, info: QuestionInfo, as_of: date) -> list[Hit]:
-        """Hybrid hits published by ``as_of``; those in the question's time range first."""
-        hits = await self.search.search(info.text, RETRIEVE_K, SearchFilters(until=as_of))
+        """Hybrid hits published by ``as_of``, preferring the period the question names."""
         window = resolve_time(info.text, as_of)
-        if window is None:
-            return hits
-
-        def boosted(hit: Hit) -> float:
-            day = hit.article.published_at
-            inside = day is not None and window.since <= day <= window.until
-            return hit.score * (TIME_BOOST if inside else 1.0)
-
-        return sorted(hits, key=boosted, reverse=True)
+        prefer = (window.since, window.until) if window else None
+        return await self.search.search(
+            info.text, RETRIEVE_K, SearchFilters(until=as_of, prefer=prefer)
+        )
 
     async def evidence(self, question: str, as_of: date | None = None) -> list[Evidence]:
         """Scored evidence sentences for a question (best first)."""

@@ -20,25 +20,11 @@ from corpus.text import sentence_spans
 from embeddings.search import Hit
 from embeddings.tokenize import tokenize
 
-QUANTITY_FOCUS = {
-    "fee",
-    "price",
-    "cost",
-    "amount",
-    "number",
-    "total",
-    "salary",
-    "budget",
-    "percent",
-    "rate",
-    "value",
-    "sum",
-    "age",
-    "score",
-    "population",
-    "figure",
-    "share",
-}
+QUANTITY_FOCUS = set(
+    """age amount budget cost distance fee figure height length magnitude number pay
+    percent percentage population price rate salary score share speed sum temperature total
+    value weight worth years""".split()
+)
 TYPE_KINDS = {
     "who": {"person": 1.0, "org": 0.7, "name": 0.6},
     "where": {"place": 1.0, "name": 0.6, "org": 0.3},

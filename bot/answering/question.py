@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from embeddings.tokenize import STOPWORDS, tokenize, words
 
 _TYPES = (
-    ("how_many", re.compile(r"\bhow\s+(many|much)\b", re.I)),
+    ("how_many", re.compile(r"\bhow\s+(many|much|old|long|far|tall|big|large|high)\b", re.I)),
     ("when", re.compile(r"\b(when|what\s+(day|date|year|month|time))\b", re.I)),
     ("where", re.compile(r"\b(where|what\s+(city|country|place|town|region|state))\b", re.I)),
     ("who", re.compile(r"\b(who|whom|whose)\b", re.I)),
@@ -28,7 +28,7 @@ _FOCUS_STOP = set(
     """is are was were be been do does did has have had will would can could should may might
     the a an of in on to at by for from with as that this these those it he she they its his her
     their there who which what fell won made became left took got went ran hit saw gave lost
-    said says say sold bought""".split()
+    said says say sold bought now recently currently just also still already""".split()
 )
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
@@ -49,9 +49,7 @@ def analyze(question: str) -> QuestionInfo:
     """Parse a question."""
     asking = _asking_sentence(question)
     # The earliest question word decides: "At which airport ... when he arrived" is "which".
-    found = [
-        (m.start(), i, name) for i, (name, p) in enumerate(_TYPES) if (m := p.search(asking))
-    ]
+    found = [(m.start(), i, name) for i, (name, p) in enumerate(_TYPES) if (m := p.search(asking))]
     qtype = min(found)[2] if found else "other"
     focus = ""
     if m := _FOCUS.search(asking):
