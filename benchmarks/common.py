@@ -309,3 +309,19 @@ def default_cache_dir(*key: Any) -> Path:
 def log(message: str) -> None:
     """A progress line on stderr (the tables go to stdout)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def run_benchmark(prog: str, parser: Any, main_async: Any) -> int:
+    """The shared ``main()`` of the RealTime QA benchmarks: parse the flags, find the data
+    (or exit 0 saying it is missing), check ``--months``, run ``main_async(args, root)``."""
+    import asyncio
+
+    args = parser.parse_args()
+    root = require_data(prog=prog)
+    try:
+        parse_months(getattr(args, "months", None))
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(main_async(args, root))
+    return 0

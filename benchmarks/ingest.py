@@ -15,7 +15,6 @@ directory the benchmark exits 0 with a message.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 import time
@@ -103,15 +102,8 @@ async def main_async(args: argparse.Namespace, root: Path) -> None:
 
 
 def main() -> int:
-    args = build_parser().parse_args()
-    root = common.require_data()
-    try:
-        common.parse_months(args.months)
-    except ValueError as exc:
-        print(f"ingest.py: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(main_async(args, root))
-    return 0
+    """Entry point."""
+    return common.run_benchmark("ingest.py", build_parser(), main_async)
 
 
 if __name__ == "__main__":

@@ -255,15 +255,8 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
 
 
 def main() -> int:
-    args = build_parser().parse_args()
-    root = common.require_data()
-    try:
-        common.parse_months(args.months)
-    except ValueError as exc:
-        print(f"retrieval.py: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(main_async(args, root))
-    return 0
+    """Entry point."""
+    return common.run_benchmark("retrieval.py", build_parser(), main_async)
 
 
 if __name__ == "__main__":

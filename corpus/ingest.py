@@ -26,14 +26,14 @@ async def ingest_one(store: Store, draft: ArticleDraft, report: IngestReport) ->
         if same_text is not None and same_text.id != existing.id:
             report.duplicates.append(draft.origin)
             return same_text.id
-        await store.save_article(draft, replace_id=existing.id)
+        await store.save_article(draft, replace_id=existing.id, digest=digest)
         report.updated.append(existing.id)
         return existing.id
     same_text = await store.article_by_hash(digest)
     if same_text is not None:
         report.duplicates.append(draft.origin)
         return same_text.id
-    article_id = await store.save_article(draft)
+    article_id = await store.save_article(draft, digest=digest)
     report.added.append(article_id)
     return article_id
 

@@ -106,6 +106,12 @@ class Store:
         """Close the connection."""
         await self._db.close()
 
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
@@ -185,13 +191,15 @@ class Store:
         rows = await self.fetchall(f"SELECT {_ARTICLE_COLUMNS} FROM articles ORDER BY id")
         return [_article(r) for r in rows]
 
-    async def save_article(self, draft: ArticleDraft, replace_id: int | None = None) -> int:
+    async def save_article(
+        self, draft: ArticleDraft, replace_id: int | None = None, digest: str | None = None
+    ) -> int:
         """Store ``draft`` and its chunks in one transaction; returns the article id.
 
         With ``replace_id`` the existing article keeps its id and gets the new text
-        and fresh chunks.
+        and fresh chunks. ``digest`` is the text's content hash when the caller has it.
         """
-        digest = content_hash(draft.text)
+        digest = digest or content_hash(draft.text)
         spans = chunk_spans(draft.text)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         values = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from corpus.store import Store  # noqa: E402
+from tests.fake_bot_api import FakeBotApi  # noqa: E402
+from tests.servers.news_site import NewsSite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,3 +80,17 @@ def copy_data_dir(sample_data_dir: Path, tmp_path: Path) -> Path:
     target = tmp_path / "data-copy"
     shutil.copytree(sample_data_dir, target, symlinks=True)
     return target
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[NewsSite]:
+    """A local news web site (pages and feeds) for the module's tests."""
+    with NewsSite() as news_site:
+        yield news_site
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakeBotApi]:
+    """A local Telegram Bot API server for the module's tests."""
+    with FakeBotApi() as server:
+        yield server

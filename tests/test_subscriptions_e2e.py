@@ -4,11 +4,7 @@ server, and a local news site serving feeds. Pushes go through the durable outbo
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +14,7 @@ import pytest
 
 from corpus.store import Store
 from corpus.subscription_repo import SubscriptionRepo
+from tests.bot_process import BotProcess
 from tests.conftest import run_cli
 from tests.fake_bot_api import FakeBotApi
 from tests.servers.news_site import NewsSite
@@ -60,63 +57,14 @@ UNRELATED = {
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[NewsSite]:
-    with NewsSite() as news_site:
-        yield news_site
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[FakeBotApi]:
-    with FakeBotApi() as server:
-        yield server
-
-
-class BotProcess:
-    """The real ``newsbot run`` process, restartable."""
-
-    def __init__(self, api: FakeBotApi, site: NewsSite, data: Path) -> None:
-        self.data = data
-        self.env = {
-            **os.environ,
-            "NEWSBOT_DATA_DIR": str(data),
-            "NEWSBOT_TELEGRAM_TOKEN": api.token,
-            "NEWSBOT_TELEGRAM_API_URL": api.base_url.removesuffix("/bot"),
-            "NEWSBOT_ADMIN_IDS": str(ADMIN),
-            "NEWSBOT_URL_ALLOWLIST": site.netloc,
-            "NEWSBOT_FEED_CHECK_SECONDS": "1",
-        }
-        self.api = api
-        self.proc: subprocess.Popen | None = None
-        self.log = data / "bot.log"
-
-    def start(self) -> None:
-        polls = len(self.api.calls("getUpdates"))
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "newsbot"), "run"],
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
-        self.api.wait_for(lambda a: len(a.calls("getUpdates")) > polls, timeout=60)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture(scope="module")
 def bot(
     api: FakeBotApi, site: NewsSite, sample_data_dir: Path, tmp_path_factory
 ) -> Iterator[BotProcess]:
     data = tmp_path_factory.mktemp("subs-data")
     shutil.copytree(sample_data_dir, data, symlinks=True, dirs_exist_ok=True)
-    process = BotProcess(api, site, data)
+    process = BotProcess(
+        api, data, admin_ids=str(ADMIN), url_allowlist=site.netloc, feed_check_seconds="1"
+    )
     process.start()
     try:
         yield process

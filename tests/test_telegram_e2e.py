@@ -6,16 +6,14 @@ acts as users in private chats, groups and channels, and injects faults.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.bot_process import BotProcess
 from tests.fake_bot_api import FakeBotApi
 from tests.servers.news_site import NewsSite
 
@@ -25,49 +23,20 @@ SEED_QUOTE = "Radan inked the deal with Russia’s National Guard chief Viktor Z
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[NewsSite]:
-    with NewsSite() as news_site:
-        yield news_site
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[FakeBotApi]:
-    with FakeBotApi() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def bot(
     api: FakeBotApi, site: NewsSite, sample_data_dir: Path, tmp_path_factory
-) -> Iterator[subprocess.Popen]:
-    import shutil
-
+) -> Iterator[BotProcess]:
     data = tmp_path_factory.mktemp("bot-data")
     shutil.copytree(sample_data_dir, data, symlinks=True, dirs_exist_ok=True)
-    env = {
-        **os.environ,
-        "NEWSBOT_DATA_DIR": str(data),
-        "NEWSBOT_TELEGRAM_TOKEN": api.token,
-        "NEWSBOT_TELEGRAM_API_URL": api.base_url.removesuffix("/bot"),
-        "NEWSBOT_ADMIN_IDS": str(ADMIN),
-        "NEWSBOT_URL_ALLOWLIST": site.netloc,
-        "NEWSBOT_USER_RATE_PER_MINUTE": "30",
-    }
-    log = open(data / "bot.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "newsbot"), "run"], env=env, stdout=log, stderr=log
+    process = BotProcess(
+        api, data, admin_ids=str(ADMIN), url_allowlist=site.netloc, user_rate_per_minute="30"
     )
+    process.start()
     try:
-        api.wait_for(lambda a: a.calls("getUpdates"), timeout=60)
-        yield proc
+        yield process
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        assert proc.returncode in (0, -2, -9, 130), (data / "bot.log").read_text()[-3000:]
+        code = process.stop()
+        assert code in (0, -2, -9, 130), process.log_tail()
 
 
 def last_id(api: FakeBotApi, chat_id: int) -> int:

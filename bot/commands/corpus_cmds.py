@@ -84,33 +84,24 @@ async def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     """Print corpus statistics."""
-    store = await Store.open(settings.db_path)
-    try:
+    async with await Store.open(settings.db_path) as store:
         print(format_stats(await store.stats()))
-    finally:
-        await store.close()
     return 0
 
 
 async def cmd_articles(settings: Settings, args: argparse.Namespace) -> int:
     """List articles."""
-    store = await Store.open(settings.db_path)
-    try:
+    async with await Store.open(settings.db_path) as store:
         for a in await store.list_articles(args.limit, args.offset):
             print(f"{a.id:6d}  {a.published_at}  {a.source[:24]:24s}  {a.title[:80]}")
-    finally:
-        await store.close()
     return 0
 
 
 async def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
     """Delete one article."""
-    store = await Store.open(settings.db_path)
-    try:
+    async with await Store.open(settings.db_path) as store:
         if not await store.delete_article(args.article_id):
             print(f"no article {args.article_id}")
             return 1
         print(f"deleted article {args.article_id}")
-    finally:
-        await store.close()
     return 0

@@ -74,13 +74,10 @@ async def cmd_feeds_add(settings: Settings, args: argparse.Namespace) -> int:
     except UrlNotAllowed as exc:
         print(f"newsbot feeds add: {exc}", file=sys.stderr)
         return 2
-    store = await Store.open(settings.db_path)
-    try:
+    async with await Store.open(settings.db_path) as store:
         repo = FeedRepo(store)
         existing = await repo.by_url(url)
         feed = existing or await repo.add(url, minutes)
-    finally:
-        await store.close()
     if existing:
         print(f"feed {feed.id} already exists: {feed.url}")
     else:
@@ -107,11 +104,8 @@ def format_feed(feed: Feed) -> str:
 
 async def cmd_feeds_list(settings: Settings, args: argparse.Namespace) -> int:
     """List feeds: id, title, URL, interval, last fetch, next run, failures, last error."""
-    store = await Store.open(settings.db_path)
-    try:
+    async with await Store.open(settings.db_path) as store:
         feeds = await FeedRepo(store).all()
-    finally:
-        await store.close()
     if not feeds:
         print("no feeds; add one with: newsbot feeds add URL")
     for feed in feeds:
@@ -121,11 +115,8 @@ async def cmd_feeds_list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_feeds_remove(settings: Settings, args: argparse.Namespace) -> int:
     """Stop following a feed."""
-    store = await Store.open(settings.db_path)
-    try:
+    async with await Store.open(settings.db_path) as store:
         removed = await FeedRepo(store).remove(args.feed_id)
-    finally:
-        await store.close()
     if not removed:
         print(f"no feed {args.feed_id}")
         return 1
@@ -155,13 +146,10 @@ def format_poll_result(result: PollResult) -> str:
 
 async def poll_once(settings: Settings, *, due_only: bool = False) -> list[PollResult]:
     """Poll all feeds (or just the due ones) once, sequentially."""
-    store = await Store.open(settings.db_path)
-    try:
+    async with await Store.open(settings.db_path) as store:
         repo = FeedRepo(store)
         feeds = await (repo.due() if due_only else repo.all())
         return await poll_feeds(store, feeds, fetch_policy(settings))
-    finally:
-        await store.close()
 
 
 async def index_and_route(settings: Settings, new: Sequence[int]) -> None:

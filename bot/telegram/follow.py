@@ -8,12 +8,14 @@ channel's admins can write.
 from __future__ import annotations
 
 import re
+from functools import wraps
 from html import escape
 
 from telegram import Chat, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import ContextTypes
 
+from bot.telegram.admin import Handler
 from bot.telegram.context import state_of
 from corpus.feed_repo import FeedRepo
 from corpus.subscription_repo import SubscriptionRepo
@@ -36,6 +38,22 @@ async def may_manage(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool
     return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 
 
+def managers_only(handler: Handler) -> Handler:
+    """Run ``handler`` for those who may change what the chat follows; refuse others."""
+
+    @wraps(handler)
+    async def guarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or update.effective_chat is None:
+            return
+        if not await may_manage(update, context):
+            await message.reply_text("Only this group's admins can change what it follows.")
+            return
+        await handler(update, context)
+
+    return guarded
+
+
 def _repo(context: ContextTypes.DEFAULT_TYPE) -> SubscriptionRepo:
     services = state_of(context.bot_data).services
     assert services is not None
@@ -47,14 +65,11 @@ async def _record_chat(repo: SubscriptionRepo, chat: Chat) -> None:
     await repo.resume_chat(chat.id)  # a chat that speaks to us again is reachable again
 
 
+@managers_only
 async def on_follow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/follow <topic words or a question> | /follow feed ID."""
     message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
-        return
-    if not await may_manage(update, context):
-        await message.reply_text("Only this group's admins can change what it follows.")
-        return
+    assert message is not None and chat is not None  # checked by @managers_only
     args = context.args or []
     if not args:
         await message.reply_text(
@@ -110,14 +125,11 @@ async def on_following(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await message.reply_html("\n".join(lines))
 
 
+@managers_only
 async def on_unfollow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/unfollow ID."""
     message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
-        return
-    if not await may_manage(update, context):
-        await message.reply_text("Only this group's admins can change what it follows.")
-        return
+    assert message is not None and chat is not None  # checked by @managers_only
     arg = (context.args or [""])[0].lstrip("#")
     if not arg.isdigit():
         await message.reply_text("Usage: /unfollow ID (see /following).")
@@ -132,14 +144,11 @@ async def on_unfollow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await message.reply_text(f"This chat does not follow #{arg}.")
 
 
+@managers_only
 async def on_digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/digest HH:MM (UTC) for one daily message instead of instant pushes; /digest off."""
     message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
-        return
-    if not await may_manage(update, context):
-        await message.reply_text("Only this group's admins can change how it gets news.")
-        return
+    assert message is not None and chat is not None  # checked by @managers_only
     arg = (context.args or [""])[0].lower()
     repo = _repo(context)
     await _record_chat(repo, chat)

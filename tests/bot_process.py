@@ -1,0 +1,56 @@
+"""The real ``newsbot run`` process for end-to-end tests, against a local Bot API server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fake_bot_api import FakeBotApi
+
+
+class BotProcess:
+    """Start, stop and restart the bot on a data directory; its log goes to ``bot.log``."""
+
+    def __init__(self, api: FakeBotApi, data: Path, **settings: str) -> None:
+        self.api = api
+        self.data = data
+        self.env = {
+            **os.environ,
+            "NEWSBOT_DATA_DIR": str(data),
+            "NEWSBOT_TELEGRAM_TOKEN": api.token,
+            "NEWSBOT_TELEGRAM_API_URL": api.base_url.removesuffix("/bot"),
+            **{f"NEWSBOT_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data / "bot.log"
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the bot and wait until it polls for updates."""
+        polls = len(self.api.calls("getUpdates"))
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "newsbot"), "run"],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+        self.api.wait_for(lambda a: len(a.calls("getUpdates")) > polls, timeout=timeout)
+
+    def stop(self) -> int | None:
+        """Stop the bot as Ctrl-C would (kill it if it hangs); returns its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the bot's log, for failure messages."""
+        return self.log.read_text()[-chars:] if self.log.exists() else ""
