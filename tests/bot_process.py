@@ -27,17 +27,20 @@ class BotProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data / "bot.log"
 
-    def start(self, timeout: float = 60) -> None:
-        """Start the bot and wait until it polls for updates."""
-        polls = len(self.api.calls("getUpdates"))
+    def start(self, *args: str, timeout: float = 60) -> None:
+        """Start ``newsbot run ARGS``; wait until it polls for updates (or set its webhook)."""
+        polls = len(self.api.calls("getUpdates")) + len(self.api.calls("setWebhook"))
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "newsbot"), "run"],
+                [str(Path(sys.executable).parent / "newsbot"), "run", *args],
                 env=self.env,
                 stdout=log,
                 stderr=log,
             )
-        self.api.wait_for(lambda a: len(a.calls("getUpdates")) > polls, timeout=timeout)
+        self.api.wait_for(
+            lambda a: len(a.calls("getUpdates")) + len(a.calls("setWebhook")) > polls,
+            timeout=timeout,
+        )
 
     def stop(self) -> int | None:
         """Stop the bot as Ctrl-C would (kill it if it hangs); returns its exit code."""
