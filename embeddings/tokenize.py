@@ -6,6 +6,7 @@ Used for BM25 indexing and queries alike, and by the answer engine for term over
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 import Stemmer
@@ -30,6 +31,7 @@ STOPWORDS = frozenset(
 
 @lru_cache(maxsize=1)
 def stemmer() -> Stemmer.Stemmer:
+    """The English Snowball stemmer (one per process)."""
     return Stemmer.Stemmer("english")
 
 
@@ -46,3 +48,28 @@ def tokenize(text: str) -> list[str]:
     """Stemmed content words of ``text`` (stop words and one-letter words dropped)."""
     kept = [w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return list(stemmer().stemWords(kept))
+
+
+# tokenize()'s word pattern, but also taking typographic apostrophes inside words, so the
+# quote folding can be applied per distinct word instead of to the whole text (faster).
+_APOSTROPHES = "'\u2018\u2019\u201a\u201b\u2032"
+WORD_PATTERN = re.compile(rf"[^\W_]+(?:[{_APOSTROPHES}][^\W_]+)?")
+_FOLD_APOSTROPHES = str.maketrans({ch: "'" for ch in _APOSTROPHES})
+
+
+def stems_of(raw_words: Iterable[str]) -> dict[str, str]:
+    """Lower-cased raw words (``WORD_PATTERN`` matches) -> stems, for the words tokenize keeps."""
+    kept: dict[str, str] = {}
+    for raw in raw_words:
+        word = raw
+        if not raw.isalnum():  # [^\W_] is exactly isalnum(): the word has an apostrophe
+            word = raw.translate(_FOLD_APOSTROPHES)
+            word = word[:-2] if word.endswith("'s") else word.replace("'", "")
+        if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
+            kept[raw] = word
+    return dict(zip(kept, stemmer().stemWords(list(kept.values())), strict=True))
+
+
+def term_set(text: str) -> set[str]:
+    """The distinct stemmed terms of ``text``: the same set as ``set(tokenize(text))``, faster."""
+    return set(stems_of(set(WORD_PATTERN.findall(text.lower()))).values())

@@ -21,13 +21,12 @@ from bot.subscriptions.matcher import (
     TopicMatch,
     TopicMatcher,
     query_terms,
-    term_set,
 )
 from corpus.models import Article
 from corpus.subscription_repo import Subscription, SubscriptionRepo
 from corpus.text import sentence_spans
 from embeddings.embedder import Embedder, HashEmbedder, ProgressCallback
-from embeddings.tokenize import tokenize
+from embeddings.tokenize import term_set, tokenize
 
 SEED_TOPIC = "Iran Russia security cooperation"
 FOOTBALL_TOPIC = "football transfer Moscow club striker"

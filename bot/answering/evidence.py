@@ -18,7 +18,7 @@ from bot.answering.question import QuestionInfo
 from corpus.models import Article
 from corpus.text import sentence_spans
 from embeddings.search import Hit
-from embeddings.tokenize import tokenize
+from embeddings.tokenize import term_set, tokenize
 
 QUANTITY_FOCUS = set(
     """age amount budget cost distance fee figure height length magnitude number pay
@@ -128,8 +128,8 @@ def score_sentences(
     for hit in hits:
         article = hit.article
         spans = sentence_spans(article.text, hit.chunk.start, hit.chunk.end)
-        token_sets = [set(tokenize(article.text[s:e])) for s, e in spans]
-        title_tokens = set(tokenize(article.title))
+        token_sets = [term_set(article.text[s:e]) for s, e in spans]
+        title_tokens = term_set(article.title)
         chunk_tokens = set().union(*token_sets) if token_sets else set()
         retrieval = hit.score / top if top else 0.0
         for i, (s, e) in enumerate(spans):

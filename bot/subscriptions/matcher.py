@@ -67,8 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,7 +80,7 @@ from corpus.store import Store
 from corpus.subscription_repo import Subscription, SubscriptionRepo
 from corpus.text import sentence_spans
 from embeddings.embedder import Embedder
-from embeddings.tokenize import STOPWORDS, stemmer, tokenize
+from embeddings.tokenize import WORD_PATTERN, stems_of, term_set, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -90,31 +89,6 @@ SEMANTIC_WEIGHT = 0.7
 
 DEFAULT_THRESHOLD = 0.55
 """Score at or above which an article is pushed (calibrated, see the module docstring)."""
-
-# tokenize()'s word pattern, but also taking typographic apostrophes inside words, so the
-# quote folding can be applied per distinct word instead of to the whole text (faster).
-_APOSTROPHES = "'\u2018\u2019\u201a\u201b\u2032"
-_WORD = re.compile(rf"[^\W_]+(?:[{_APOSTROPHES}][^\W_]+)?")
-_FOLD_APOSTROPHES = str.maketrans({ch: "'" for ch in _APOSTROPHES})
-
-
-def _stems(raw_words: Iterable[str]) -> dict[str, str]:
-    """Lower-cased raw words (``_WORD`` matches) -> their stems, for the words tokenize keeps."""
-    kept: dict[str, str] = {}
-    for raw in raw_words:
-        word = raw
-        if not raw.isalnum():  # [^\W_] is exactly isalnum(): the word has an apostrophe
-            word = raw.translate(_FOLD_APOSTROPHES)
-            word = word[:-2] if word.endswith("'s") else word.replace("'", "")
-        if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
-            kept[raw] = word
-    return dict(zip(kept, stemmer().stemWords(list(kept.values())), strict=True))
-
-
-def term_set(text: str) -> set[str]:
-    """The distinct stemmed terms of ``text``: the same set as ``set(tokenize(text))``, faster."""
-    return set(_stems(set(_WORD.findall(text.lower()))).values())
-
 
 def query_terms(query: str) -> tuple[str, ...]:
     """The distinct stemmed terms of a topic query, in order of first appearance."""
@@ -418,8 +392,8 @@ class _Sentences:
     def _load(self) -> list[tuple[int, int]]:
         if self._spans is None:
             self._spans = sentence_spans(self.text)
-            raws = [set(_WORD.findall(self.text[s:e].lower())) for s, e in self._spans]
-            stem_of = _stems(set().union(*raws))
+            raws = [set(WORD_PATTERN.findall(self.text[s:e].lower())) for s, e in self._spans]
+            stem_of = stems_of(set().union(*raws))
             self._terms = [{stem_of[r] for r in rs if r in stem_of} for rs in raws]
         return self._spans
 
