@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+from corpus.fetch import UrlPolicy
 from corpus.store import Store
 from embeddings.embedder import Embedder, load_embedder
 from embeddings.index_dir import IndexDirectory
@@ -19,6 +20,15 @@ from embeddings.search import SearchService
 if TYPE_CHECKING:
     from bot.answering.engine import AnswerEngine
     from bot.subscriptions.matcher import TopicMatcher
+
+
+def url_policy(settings: Settings) -> UrlPolicy:
+    """Limits and address rules for every fetch (``/ingest``, feeds, article pages)."""
+    return UrlPolicy(
+        max_bytes=int(settings.fetch_max_mb * 1_000_000),
+        timeout=settings.fetch_timeout,
+        allowed_hosts=settings.url_allowlist,
+    )
 
 
 @dataclass

@@ -7,11 +7,11 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from bot.services import Services
+from bot.services import Services, url_policy
 from bot.settings import Settings
 from corpus.feed_poller import PollResult, poll_feeds, validate_feed_url
 from corpus.feed_repo import Feed, FeedRepo
-from corpus.fetch import UrlNotAllowed, UrlPolicy
+from corpus.fetch import UrlNotAllowed
 from corpus.store import Store
 
 
@@ -48,15 +48,6 @@ def _feeds_usage(parser: argparse.ArgumentParser) -> Callable[[Settings, argpars
     return show
 
 
-def fetch_policy(settings: Settings) -> UrlPolicy:
-    """The URL policy for feeds and article pages, from settings."""
-    return UrlPolicy(
-        max_bytes=int(settings.fetch_max_mb * 1_000_000),
-        timeout=settings.fetch_timeout,
-        allowed_hosts=settings.url_allowlist,
-    )
-
-
 # --------------------------------------------------------------------------
 # feeds add | list | remove
 # --------------------------------------------------------------------------
@@ -70,7 +61,7 @@ async def cmd_feeds_add(settings: Settings, args: argparse.Namespace) -> int:
         print("newsbot feeds add: --minutes must be at least 1", file=sys.stderr)
         return 2
     try:
-        validate_feed_url(url, fetch_policy(settings))
+        validate_feed_url(url, url_policy(settings))
     except UrlNotAllowed as exc:
         print(f"newsbot feeds add: {exc}", file=sys.stderr)
         return 2
@@ -149,7 +140,7 @@ async def poll_once(settings: Settings, *, due_only: bool = False) -> list[PollR
     async with await Store.open(settings.db_path) as store:
         repo = FeedRepo(store)
         feeds = await (repo.due() if due_only else repo.all())
-        return await poll_feeds(store, feeds, fetch_policy(settings))
+        return await poll_feeds(store, feeds, url_policy(settings))
 
 
 async def index_and_route(settings: Settings, new: Sequence[int]) -> None:

@@ -18,6 +18,7 @@ from telegram.ext import ContextTypes
 
 from bot.commands.corpus_cmds import format_stats
 from bot.commands.search_cmds import format_index_report
+from bot.services import url_policy as services_url_policy
 from bot.telegram import metrics
 from bot.telegram.context import state_of
 from bot.telegram.replies import edit_html
@@ -51,13 +52,8 @@ def admin_only(handler: Handler) -> Handler:
 
 
 def url_policy(context: ContextTypes.DEFAULT_TYPE) -> UrlPolicy:
-    """Fetch limits from settings."""
-    s = state_of(context.bot_data).settings
-    return UrlPolicy(
-        max_bytes=int(s.fetch_max_mb * 1_000_000),
-        timeout=s.fetch_timeout,
-        allowed_hosts=s.url_allowlist,
-    )
+    """Fetch limits from the bot's settings."""
+    return services_url_policy(state_of(context.bot_data).settings)
 
 
 @admin_only
