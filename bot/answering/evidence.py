@@ -70,24 +70,19 @@ class Evidence:
         return self.article.text[self.start : self.end]
 
 
-def _coverage(
-    terms: tuple[str, ...],
-    here: set[str],
-    near: set[str],
-    title: set[str],
-    idf: Callable[[str], float],
-) -> float:
-    total = sum(idf(t) for t in terms)
+def _coverage(weights: dict[str, float], here: set[str], near: set[str], title: set[str]) -> float:
+    """IDF-weighted share of the question's terms: in the sentence, nearby, in the title."""
+    total = sum(weights.values())
     if not total:
         return 0.0
     got = 0.0
-    for t in terms:
+    for t, weight in weights.items():
         if t in here:
-            got += idf(t)
+            got += weight
         elif t in near:
-            got += 0.5 * idf(t)
+            got += 0.5 * weight
         elif t in title:
-            got += 0.3 * idf(t)
+            got += 0.3 * weight
     return got / total
 
 
@@ -125,6 +120,7 @@ def score_sentences(
     top = hits[0].score if hits else 1.0
     type_weights = type_weights_for(info)
     question_terms = set(info.terms)
+    weights = {t: idf(t) for t in info.terms}
     for hit in hits:
         article = hit.article
         spans = sentence_spans(article.text, hit.chunk.start, hit.chunk.end)
@@ -140,7 +136,7 @@ def score_sentences(
             near = (token_sets[i - 1] if i else set()) | (
                 token_sets[i + 1] if i + 1 < len(spans) else set()
             )
-            coverage = _coverage(info.terms, here, near, title_tokens, idf)
+            coverage = _coverage(weights, here, near, title_tokens)
             names_found = _names_found(info.name_terms, here, near, title_tokens, chunk_tokens)
             score = 0.55 * coverage + 0.15 * names_found + 0.2 * retrieval
             if _negates(article.text[s:e], info, here):
