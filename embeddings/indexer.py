@@ -22,6 +22,7 @@ from embeddings.index_dir import IndexDirectory, LoadedIndex, Manifest
 from embeddings.keyword_index import KeywordIndex
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+STORE_BATCH = 2048  # chunks embedded between two writes of their vectors
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,19 @@ class IndexBuilder:
         for r in rows:
             if r.content_hash not in stored:
                 missing.setdefault(r.content_hash, r)
-        if missing:
-            todo = list(missing.values())
+        todo = list(missing.values())
+        # Stored batch by batch: an interrupted build keeps what it embedded.
+        for offset in range(0, len(todo), STORE_BATCH):
+            batch = todo[offset : offset + STORE_BATCH]
 
-            def report(done: int, total: int) -> None:
+            def report(done: int, total: int, offset: int = offset) -> None:
                 if progress:
-                    progress("embedding", done, total)
+                    progress("embedding", offset + done, len(todo))
 
             fresh = await asyncio.to_thread(
-                self.embedder.embed, [embedding_text(r) for r in todo], progress=report
+                self.embedder.embed, [embedding_text(r) for r in batch], progress=report
             )
-            pairs = [(r.content_hash, fresh[i].tobytes()) for i, r in enumerate(todo)]
+            pairs = [(r.content_hash, fresh[i].tobytes()) for i, r in enumerate(batch)]
             await self.store.put_vectors(model, pairs)
             stored.update(pairs)
         matrix = np.zeros((len(rows), self.embedder.dim), dtype=np.float32)
