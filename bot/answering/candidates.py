@@ -205,6 +205,15 @@ MONTH_NAMES = {
     "dec",
 }
 PLACE_PREPOSITIONS = {"in", "at", "to", "from", "near", "outside", "across"}
+# Words around a name that say it is a person's: "actress Michelle Yeoh", "Yeoh said".
+PERSON_BEFORE = set(
+    """chief minister head actress actor singer rapper star player coach president senator
+    leader ceo founder director author host comedian musician artist judge spokesman
+    spokeswoman spokesperson secretary governor mayor officer prosecutor lawyer attorney
+    chairman chairwoman speaker rep. sen. gov. dr. mr. mrs. ms. queen king prince
+    princess""".split()
+)
+PERSON_AFTER = {"said", "says", "told", "wrote", "added", "who", "whose"}
 
 _TOKEN = r"[A-Z][\w\-]*\.?|[A-Z]\."
 # Names may hold numbers after their first word ("Three 6 Mafia", "Apollo 11"); "and"
@@ -280,7 +289,12 @@ def _name_kind(article_text: str, start: int, end: int) -> str:
     if any(w in ORG_WORDS for w in words):
         return "org"
     before = article_text[max(0, start - 30) : start].lower().split()
-    if words[0] in PERSON_TITLES or (before and before[-1] in ("chief", "minister", "head")):
+    after = article_text[end : end + 20].lower().replace(",", " ").split()
+    if (
+        words[0] in PERSON_TITLES
+        or (before and before[-1] in PERSON_BEFORE)
+        or (len(words) >= 2 and after and after[0] in PERSON_AFTER)
+    ):
         return "person"
     if before and before[-1] in PLACE_PREPOSITIONS:
         return "place"
