@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--faiss-threads",
         type=int,
-        default=0,
-        help="FAISS OpenMP threads (default 0: FAISS' own default, as in the bot)",
+        default=1,
+        help="FAISS OpenMP threads (default 1, as the search service sets; 0: FAISS' default)",
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed (7)")
     return parser
