@@ -296,11 +296,3 @@ class SubscriptionRepo:
         """Deliveries per status."""
         rows = await self.store.fetchall("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
         return {status: n for status, n in rows}
-
-    async def sent_to(self, chat_id: int) -> list[int]:
-        """Article ids already pushed to a chat (for tests and /following)."""
-        rows = await self.store.fetchall(
-            "SELECT article_id FROM deliveries WHERE chat_id = ? AND status = 'sent'", [chat_id]
-        )
-        return [r[0] for r in rows]
-

@@ -101,6 +101,7 @@ class IndexBuilder:
         wanted = {r.chunk_id for r in rows}
         rebuild = current is None or current.dense.kind != kind
         if rebuild:
+            await self.store.prune_vectors()  # vectors no chunk uses any more
             todo_rows = rows
             gone: set[int] = set()
         else:

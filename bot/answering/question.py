@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from embeddings.tokenize import STOPWORDS, tokenize, words
+from embeddings.tokenize import STOPWORDS, tokenize
 
 _TYPES = (
     ("how_many", re.compile(r"\bhow\s+(many|much|old|long|far|tall|big|large|high)\b", re.I)),
@@ -91,8 +91,3 @@ def _asking_sentence(question: str) -> str:
 def focus_terms(info: QuestionInfo) -> set[str]:
     """Stemmed focus word, to find "1,200 officers" for "how many officers"."""
     return set(tokenize(info.focus)) if info.focus else set()
-
-
-def plain_words(text: str) -> list[str]:
-    """Lower-cased words (re-exported for the extractor)."""
-    return words(text)

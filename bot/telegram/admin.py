@@ -26,6 +26,7 @@ from corpus.fetch import FetchError, UrlPolicy, fetch_url
 from corpus.ingest import ingest_one
 from corpus.models import ArticleDraft, IngestReport
 from corpus.readers.html import parse_html
+from corpus.subscription_repo import SubscriptionRepo
 from embeddings.search import SearchService
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,12 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert state.services and update.effective_message
     stats = await state.services.store.stats()
     metrics.set_corpus_size(stats.articles, stats.chunks)
+    paused = await SubscriptionRepo(state.services.store).paused_chats()
     text = format_stats(stats) + f"\nindexed:  {state.services.search.count} chunks"
+    if paused:
+        text += f"\npushes paused for {len(paused)} chat(s): " + ", ".join(
+            str(c.chat_id) for c in paused[:10]
+        )
     await update.effective_message.reply_html(f"<pre>{escape(text)}</pre>")
 
 

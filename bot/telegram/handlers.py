@@ -11,7 +11,7 @@ import time
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ChatAction, ChatType, MessageEntityType
+from telegram.constants import ChatAction, MessageEntityType
 from telegram.ext import ContextTypes
 
 from bot.answering.models import Answer
@@ -158,11 +158,3 @@ async def on_more(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     messages = render_quotes(quotes)
     await reply_rendered(query.message, messages, [strip_html(m) for m in messages])  # type: ignore[arg-type]
-
-
-def chat_kind(update: Update) -> str:
-    """private, group or channel (for logs and metrics)."""
-    chat = update.effective_chat
-    if chat is None:
-        return "unknown"
-    return {ChatType.PRIVATE: "private", ChatType.CHANNEL: "channel"}.get(chat.type, "group")  # type: ignore[call-overload]
