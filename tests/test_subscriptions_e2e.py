@@ -232,9 +232,14 @@ def test_blocked_chat_is_paused_and_admins_told(api: FakeBotApi, bot: BotProcess
     api.block_chat(chat)
     before = last_id(api, ADMIN)
     asyncio.run(_queue(bot.data, chat, "private", 2))
-    api.wait_for_message(
+    told = api.wait_for_message(
         ADMIN, contains=f"Paused pushes to chat {chat}", after_message_id=before, timeout=30
     )
+    # Only one push was attempted: the second was dropped with the pause, not sent.
+    assert len([c for c in api.calls("sendMessage") if c.params.get("chat_id") == chat]) == 2
+    api.private_message(ADMIN, "/stats")
+    stats = api.wait_for_message(ADMIN, after_message_id=told["message_id"], timeout=15)
+    assert "pushes paused for" in stats["text"] and str(chat) in stats["text"]
 
 
 def test_digest_mode_sends_one_message(api: FakeBotApi, bot: BotProcess) -> None:
