@@ -103,7 +103,7 @@ class DenseIndex:
             # A bitmap over chunk ids (dense integers) is far cheaper to build than a batch
             # selector; ``bitmap`` must outlive the search.
             bitmap = _bitmap(np.asarray(allowed, dtype=np.int64))
-            selector = faiss.IDSelectorBitmap(len(bitmap) * 8, faiss.swig_ptr(bitmap))
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n: bytes
             params = (
                 faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, fetch))
                 if self.kind == "hnsw"

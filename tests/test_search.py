@@ -190,3 +190,16 @@ async def test_ingest_then_search_cli_shapes(
     assert len(report.added) == 13
     svc = await service(store, tmp_path)
     assert svc.count == (await store.stats()).chunks
+
+
+def test_dense_filter_returns_only_allowed_ids() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1000, 1500)
+    allowed = ids[::37]
+    for kind in ("flat", "hnsw"):
+        index = DenseIndex.build(16, kind, ids, vectors)
+        for row in range(0, 500, 25):
+            found = [i for i, _ in index.search(vectors[row], 50, allowed)]
+            assert found and set(found) <= set(allowed.tolist()), (kind, row)
