@@ -30,12 +30,15 @@ HELP = (
     "• In a private chat, just write your question.\n"
     "• In a group: <code>/ask who signed with Zolotov?</code>, mention me, or reply to me.\n"
     "• In a channel where I am an admin: post <code>/ask your question</code>.\n\n"
-    "/about shows what I know: how many articles, from when, from which outlets."
+    "/about shows what I know: how many articles, from when, from which outlets.\n\n"
+    "<b>Follow the news:</b> <code>/follow Iran Russia security cooperation</code> posts new "
+    "matching articles here; /following lists them, /unfollow ID stops one, "
+    "<code>/digest 08:00</code> sends one message a day instead (UTC)."
 )
 
 
 def keyboard_for(answer: Answer, more_key: str | None) -> InlineKeyboardMarkup | None:
-    """ "More sources" (when there are further quotes) and a link to the first article."""
+    """A "More sources" button (when there are further quotes) and a link to the article."""
     buttons = []
     if more_key:
         buttons.append(InlineKeyboardButton("More sources", callback_data=f"more:{more_key}"))
