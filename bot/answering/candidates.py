@@ -219,9 +219,11 @@ _TOKEN = r"[A-Z][\w\-]*\.?|[A-Z]\."
 # Names may hold numbers after their first word ("Three 6 Mafia", "Apollo 11"); "and"
 # joins two names ("Harry Styles and Beyoncé"), so it is no connector.
 _NAME = re.compile(
-    rf"(?:{_TOKEN})(?:[ \u00a0](?:(?:of|de|del|da|al|bin|van|von|the)[ \u00a0])?"
+    rf"(?:{_TOKEN})(?:[ \u00a0](?:(?:of|de|del|da|al|bin|van|von|the|&)[ \u00a0])?"
     rf"(?:{_TOKEN}|\d+\b(?=[ \u00a0][A-Z])))*"
 )
+# A short quoted capitalized phrase is a title: “Laverne & Shirley”, "Woke, Inc.".
+_QUOTED = re.compile(r"[“\"‘]([A-Z][^“”\"‘’\n]{1,60}?)[”\"’]")
 _POSSESSIVE = re.compile(r"['’]s\b")
 _NUMBER = re.compile(
     r"(?:[$€£]\s?)?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|trillion|thousand|percent|%))?"
@@ -323,6 +325,10 @@ def candidates(article_text: str, start: int, end: int) -> list[Candidate]:
             if text.startswith(prefix):
                 s += len(prefix)
         out.append(Candidate(s, e, article_text[s:e], "date"))
+        taken.append((s, e))
+    for m in _QUOTED.finditer(segment):
+        s, e = start + m.start(1), start + m.end(1)
+        out.append(Candidate(s, e, article_text[s:e], "title"))
         taken.append((s, e))
     for m in _NUMBER.finditer(segment):
         s, e = start + m.start(), start + m.end()

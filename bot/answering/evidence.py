@@ -30,14 +30,22 @@ TYPE_KINDS = {
     "where": {"place": 1.0, "name": 0.6, "org": 0.3},
     "when": {"date": 1.0},
     "how_many": {"number": 1.0},
-    "which": {"name": 0.8, "org": 0.8, "person": 0.6, "place": 0.6},
-    "what": {"name": 0.6, "org": 0.6, "person": 0.4, "place": 0.4, "number": 0.3},
+    "which": {"name": 0.8, "org": 0.8, "title": 0.7, "person": 0.6, "place": 0.6},
+    "what": {"name": 0.6, "org": 0.6, "title": 0.6, "person": 0.4, "place": 0.4, "number": 0.3},
     "other": {},
 }
 
 
+TITLE_FOCUS = set(
+    """show sitcom series franchise book novel memoir film movie song album play musical
+    title game podcast documentary""".split()
+)
+
+
 def type_weights_for(info: QuestionInfo) -> dict[str, float]:
     """How well each candidate kind fits the question ("what fee" wants a number)."""
+    if info.qtype in ("what", "which") and info.focus in TITLE_FOCUS:
+        return {"title": 1.0, "name": 0.6, "org": 0.4}
     if info.qtype in ("what", "which") and info.focus in QUANTITY_FOCUS:
         return {"number": 1.0}
     if info.qtype in ("what", "which") and info.focus in ("day", "date", "year", "month"):

@@ -54,6 +54,10 @@ def _next_to_asked_name(ev: Evidence, cand: Candidate, asked_names: set[str]) ->
     return bool(set(tokenize(" ".join(before + after))) & asked_names)
 
 
+def _looks_like_year(text: str) -> bool:
+    return bool(re.fullmatch(r"(19|20)\d\d", text.strip()))
+
+
 def _unit_bonus(ev: Evidence, cand: Candidate, info: QuestionInfo) -> float:
     """For "how many officers": a number followed (soon) by "officers" fits better."""
     wanted = focus_terms(info)
@@ -105,8 +109,10 @@ def extract(info: QuestionInfo, evidence: list[Evidence]) -> Extracted | None:
                 score *= 0.1  # the question's own names are not its answer
             if focus and cand_terms & focus:
                 score *= 2.0  # "which museum" -> "... Museum"
-            if _next_to_asked_name(ev, cand, asked_names):
+            if info.qtype == "who" and _next_to_asked_name(ev, cand, asked_names):
                 score *= 0.5  # "National Guard chief Viktor Zolotov" describes the asked name
+            if info.qtype == "how_many" and _looks_like_year(cand.text):
+                score *= 0.3  # "how many times" is rarely answered by "2003"
             text = cand.text
             if cand.kind in ("person", "name"):
                 text = expand_name(ev.article.text, cand.text)
