@@ -36,6 +36,14 @@ TYPE_KINDS = {
 }
 
 
+PLACE_FOCUS = set(
+    """country state city nation region province county town capital island continent
+    village territory""".split()
+)
+ORG_FOCUS = set(
+    """team club company group organization organisation airline brand band university agency
+    firm network retailer chain bank party league school college""".split()
+)
 TITLE_FOCUS = set(
     """show sitcom series franchise book novel memoir film movie song album play musical
     title game podcast documentary""".split()
@@ -46,6 +54,10 @@ def type_weights_for(info: QuestionInfo) -> dict[str, float]:
     """How well each candidate kind fits the question ("what fee" wants a number)."""
     if info.qtype in ("what", "which") and info.focus in TITLE_FOCUS:
         return {"title": 1.0, "name": 0.6, "org": 0.4}
+    if info.qtype in ("what", "which") and info.focus in PLACE_FOCUS:
+        return {"place": 1.0, "name": 0.8, "org": 0.2}
+    if info.qtype in ("what", "which") and info.focus in ORG_FOCUS:
+        return {"org": 1.0, "name": 0.9, "title": 0.3}
     if info.qtype in ("what", "which") and info.focus in QUANTITY_FOCUS:
         return {"number": 1.0}
     if info.qtype in ("what", "which") and info.focus in ("day", "date", "year", "month"):
