@@ -16,8 +16,8 @@ from bot.answering.question import QuestionInfo, focus_terms
 from corpus.text import normalize_for_hash
 from embeddings.tokenize import tokenize
 
-TOP_SENTENCES = 5
-VOTE_RATIO = 0.85
+TOP_SENTENCES = 10
+VOTE_RATIO = 0.7
 _WORD = re.compile(r"\S+")
 
 
