@@ -65,6 +65,8 @@ def type_weights_for(info: QuestionInfo) -> dict[str, float]:
     return TYPE_KINDS.get(info.qtype, {})
 
 
+# Weights of a sentence's score (tuned on the dev set with benchmarks/answers.py).
+W_COVERAGE, W_NAMES, W_RETRIEVAL, W_TYPE = 0.55, 0.15, 0.2, 0.1
 TYPED_SENTENCES = 25  # sentences that get candidate spans (the rest cannot answer)
 _NEGATION = re.compile(
     r"\b(no|not|never|nothing|neither|nor|without|did\s+not|didn['’]t|was\s+not|wasn['’]t)\b",
@@ -158,7 +160,7 @@ def score_sentences(
             )
             coverage = _coverage(weights, here, near, title_tokens)
             names_found = _names_found(info.name_terms, here, near, title_tokens, chunk_tokens)
-            score = 0.55 * coverage + 0.15 * names_found + 0.2 * retrieval
+            score = W_COVERAGE * coverage + W_NAMES * names_found + W_RETRIEVAL * retrieval
             if _negates(article.text[s:e], info, here):
                 score *= 0.4
             out.append(Evidence(article, s, e, score, coverage, names_found, ()))
@@ -179,4 +181,4 @@ def _with_candidates(
         if not set(tokenize(c.text)) <= question_terms
     )
     type_fit = max((type_weights.get(c.kind, 0.0) for c in cands), default=0.0)
-    return replace(ev, score=ev.score + 0.1 * type_fit, candidates=cands)
+    return replace(ev, score=ev.score + W_TYPE * type_fit, candidates=cands)
