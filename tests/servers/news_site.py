@@ -29,6 +29,8 @@ from typing import Any, Literal, NamedTuple
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
+from tests.servers.lifecycle import ServerLifecycle
+
 __all__ = ["NewsSite", "RecordedRequest", "render_atom", "render_rss"]
 
 HugeMode = Literal["length", "chunked", "eof", "stall"]
@@ -284,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @dataclass
-class NewsSite:
+class NewsSite(ServerLifecycle):
     """Threaded HTTP server on 127.0.0.1 with content set at run time."""
 
     _resources: dict[str, _Resource] = field(default_factory=dict, init=False)
@@ -296,46 +298,12 @@ class NewsSite:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> NewsSite:
-        if self._server is not None:
-            return self
-        self._stopping.clear()
+    def _make_server(self) -> _Server:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.site = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-            name="NewsSite",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop promptly: wakes hanging handlers, does not wait for them."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> NewsSite:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return server
 
     # -- addresses -----------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("NewsSite is not running")
-        return int(self._server.server_address[1])
 
     @property
     def netloc(self) -> str:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, NamedTuple
 
+from tests.servers.lifecycle import ServerLifecycle
+
 __all__ = ["OpenAICompatServer", "RecordedCall", "Mode"]
 
 Mode = Literal[
@@ -131,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @dataclass
-class OpenAICompatServer:
+class OpenAICompatServer(ServerLifecycle):
     """Threaded chat-completions server on 127.0.0.1 whose replies the test scripts."""
 
     reply: Reply | None = None
@@ -147,47 +149,12 @@ class OpenAICompatServer:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> OpenAICompatServer:
-        """Listen on an ephemeral port of 127.0.0.1."""
-        if self._server is not None:
-            return self
-        self._stopping.clear()
+    def _make_server(self) -> _Server:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.owner = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-            name="OpenAICompatServer",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop promptly: wakes hanging handlers, does not wait for them."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> OpenAICompatServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return server
 
     # -- addresses -----------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("OpenAICompatServer is not running")
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
