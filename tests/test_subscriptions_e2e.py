@@ -172,6 +172,9 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
         "Tuesday after the ferry company agreed to hire 45 more deckhands, the union said.",
     )
     api.wait_for(lambda a: _article_text_contains(bot.data, "hire 45 more deckhands"), timeout=30)
+    # A channel can follow a topic too (its commands are channel posts).
+    api.channel_post(channel, "/follow harbour strikes", title="Harbour Notes (fictional)")
+    api.wait_for_message(channel, contains="Following “harbour strikes”", timeout=30)
 
 
 def _article_text_contains(data: Path, needle: str) -> bool:
