@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from corpus import fetch as fetch_module
+from corpus import url_rules
 from corpus.fetch import (
     FetchError,
     FetchResult,
@@ -87,7 +87,7 @@ def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
         guard.lookups.append(name)
         # Real DNS would send packets to a resolver: only names answered
         # from /etc/hosts and IP literals are let through.
-        if name != "localhost" and fetch_module._ip_or_none(name) is None:
+        if name != "localhost" and url_rules._ip_or_none(name) is None:
             raise socket.gaierror(socket.EAI_NONAME, "test network guard: DNS blocked")
         return real_getaddrinfo(host, *args, **kwargs)
 
@@ -126,7 +126,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return dns.answers[host]
 
-    monkeypatch.setattr(fetch_module, "_getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(url_rules, "_getaddrinfo", fake_getaddrinfo)
     return dns
 
 
