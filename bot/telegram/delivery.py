@@ -12,6 +12,7 @@ The one window for a double is a crash between Telegram's answer and that update
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -83,9 +84,15 @@ class DeliverySender:
         self.repo = SubscriptionRepo(store)
         self.pacer = pacer or ChatPacer()
         self.notify_admins = notify_admins
+        # One sender at a time: two overlapping rounds would both see a pending push.
+        self._lock = asyncio.Lock()
 
     async def send_due(self, bot: Bot, limit: int = 100) -> int:
         """Send the pushes whose time has come; returns how many went out."""
+        async with self._lock:
+            return await self._send_due(bot, limit)
+
+    async def _send_due(self, bot: Bot, limit: int) -> int:
         sent = 0
         for delivery in await self.repo.due(limit):
             if self.pacer.wait(delivery.chat_id, _is_group(delivery.chat_type)):
@@ -139,6 +146,10 @@ class DeliverySender:
 
     async def send_digests(self, bot: Bot) -> int:
         """Send the daily digest of every chat whose digest time has come today."""
+        async with self._lock:
+            return await self._send_digests(bot)
+
+    async def _send_digests(self, bot: Bot) -> int:
         now = utcnow()
         today = now.date().isoformat()
         count = 0

@@ -191,8 +191,8 @@ async def on_channel_post(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         return
     await repo.mark_channel_article(article_id, post.chat.id)
     await state.services.search.update()
-    if report.added:
-        await route_new_articles(state.services, report.added)
+    if report.added and await route_new_articles(state.services, report.added) and state.sender:
+        await state.sender.send_due(context.bot)
 
 
 async def poll_feeds_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -211,8 +211,8 @@ async def poll_feeds_job(context: ContextTypes.DEFAULT_TYPE) -> None:
                 log.warning("feed %s: %s", r.url, r.error)
         if changed:
             await services.search.update()
-        if added:
-            await route_new_articles(services, added)
+        if added and await route_new_articles(services, added) and state.sender:
+            await state.sender.send_due(context.bot)  # now, not at the next tick
     finally:
         state.polling = False
 
