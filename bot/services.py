@@ -70,7 +70,7 @@ class Services:
         return cls(settings, store, embedder, search)
 
     def answers(self) -> AnswerEngine:
-        """The answer engine over these services (thresholds from settings when set)."""
+        """The answer engine over these services (generative when an LLM is configured)."""
         from bot.answering.engine import AnswerEngine
         from bot.answering.generative import GenerativeAnswerer, LlmConfig
 

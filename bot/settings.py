@@ -43,8 +43,7 @@ class Settings:
     # on 2 cores; HNSW above (recall@10 0.99 at 100k). See benchmarks/search_speed.py.
     hnsw_threshold: int = 50_000
     max_file_mb: float = 20.0
-    # answering
-    answer_threshold: float = 0.0  # 0 = the calibrated default of the answer engine
+    # optional generative answers (an OpenAI-compatible endpoint)
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
