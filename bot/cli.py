@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 
 from bot.settings import Settings, SettingsError
 
@@ -28,7 +29,7 @@ examples:
   newsbot feeds add https://example.org/rss   follow a feed; then: newsbot poll
 
 settings come from NEWSBOT_* environment variables (NEWSBOT_DATA_DIR, NEWSBOT_MODEL,
-NEWSBOT_TELEGRAM_TOKEN, ...) and the flags below; see README.md.
+NEWSBOT_TELEGRAM_TOKEN, ...) or the matching flags above; see README.md.
 """
 
 
@@ -45,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="data directory (NEWSBOT_DATA_DIR, default ./data)")
     parser.add_argument("--model", help="embedding model name or path (NEWSBOT_MODEL)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    settings = parser.add_argument_group(
+        "settings", "every NEWSBOT_<NAME> variable has a flag --<name> that overrides it"
+    )
+    for f in fields(Settings):
+        if f.name not in ("data_dir", "model"):
+            settings.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                dest=f"setting_{f.name}",
+                metavar="VALUE",
+                help=f"NEWSBOT_{f.name.upper()}",
+            )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.register(sub)
     return parser
@@ -62,7 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = Settings.from_env(data_dir=args.data_dir, model=args.model)
+        overrides = {
+            f.name: getattr(args, f"setting_{f.name}")
+            for f in fields(Settings)
+            if f.name not in ("data_dir", "model")
+        }
+        settings = Settings.from_env(data_dir=args.data_dir, model=args.model, **overrides)
     except SettingsError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
