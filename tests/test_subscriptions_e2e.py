@@ -157,14 +157,15 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
     )
     api.wait_for(lambda a: _article_text_contains(bot.data, "hire 40 more deckhands"), timeout=30)
     time.sleep(1)  # the index update follows the store write
-    api.private_message(
+    asked = api.private_message(
         ADMIN, "How many deckhands did the ferry company agree to hire in Portvale?"
     )
-    answer = api.wait_for_message(ADMIN, contains="40", timeout=30)
-    assert (
-        f"/c/999/{post['message_id']}" in str(answer.get("entities"))
-        or "Harbour Notes" in answer["text"]
+    answer = api.wait_for_message(
+        ADMIN, contains="Harbour Notes", after_message_id=asked["message_id"], timeout=30
     )
+    assert answer["text"].startswith("40")
+    links = [e.get("url", "") for e in answer.get("entities", [])]
+    assert f"https://t.me/c/999/{post['message_id']}" in links
     api.edited_channel_post(
         channel,
         post["message_id"],
