@@ -145,17 +145,34 @@ class SearchService:
             loaded = None
         if loaded is not None:
             self._live = _Live(loaded, ChunkMeta(await self.store.chunk_rows_for_index()))
-            if loaded.manifest.corpus_version == await self.store.corpus_version():
+            if await self._up_to_date(self._live):
                 return None
         return await self.update(rebuild=loaded is None, progress=progress)
 
     async def update(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
         """Bring the index up to date with the store (or rebuild it), then swap it in."""
         async with self._update_lock:
-            current = self._live.index if self._live and not rebuild else None
+            live = self._live
+            if live and not rebuild and await self._up_to_date(live):
+                # Nothing changed: no re-embedding, no BM25 rebuild, no new directory.
+                dense = live.index.dense
+                return IndexReport(
+                    chunks=dense.count,
+                    embedded=0,
+                    added=0,
+                    removed=0,
+                    rebuilt=False,
+                    seconds=0.0,
+                    kind=dense.kind,
+                )
+            current = live.index if live and not rebuild else None
             new_index, rows, report = await self._builder.build(current, progress)
             self._live = _Live(new_index, ChunkMeta(rows))
             return report
+
+    async def _up_to_date(self, live: _Live) -> bool:
+        """Whether the live index was built from the store as it is now."""
+        return live.index.manifest.corpus_version == await self.store.corpus_version()
 
     def idf(self, term: str) -> float:
         """Inverse document frequency of a stemmed term in the current corpus."""

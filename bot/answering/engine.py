@@ -42,6 +42,7 @@ class Thresholds:
 
     min_coverage: float = MIN_COVERAGE
     min_score: float = MIN_SCORE
+    min_names_found: float = MIN_NAMES_FOUND
 
 
 def quote_of(ev: Evidence) -> Quote:
@@ -86,16 +87,17 @@ class AnswerEngine:
 
     async def evidence(self, question: str, as_of: date | None = None) -> list[Evidence]:
         """Scored evidence sentences for a question (best first)."""
-        info = analyze(question)
-        hits = await self.retrieve(info, as_of or date.today())
-        return score_sentences(info, hits, self.search.idf)
+        return await self._evidence(analyze(question), as_of or date.today())
+
+    async def _evidence(self, info: QuestionInfo, as_of: date) -> list[Evidence]:
+        return score_sentences(info, await self.retrieve(info, as_of), self.search.idf)
 
     def is_weak(self, best: Evidence, info: QuestionInfo) -> bool:
         """Too weak to answer: too little of the question covered, or a name missing."""
         return (
             best.coverage < self.thresholds.min_coverage
             or best.score < self.thresholds.min_score
-            or best.names_found < MIN_NAMES_FOUND
+            or best.names_found < self.thresholds.min_names_found
         )
 
     async def answer(self, question: str, as_of: date | None = None) -> Answer:
@@ -107,8 +109,7 @@ class AnswerEngine:
         """
         as_of = as_of or date.today()
         info = analyze(question)
-        hits = await self.retrieve(info, as_of)
-        evidence = score_sentences(info, hits, self.search.idf)
+        evidence = await self._evidence(info, as_of)
         extractive = await self._extractive(info, evidence, as_of)
         if self.generator is None:
             return extractive

@@ -90,6 +90,7 @@ SEMANTIC_WEIGHT = 0.7
 DEFAULT_THRESHOLD = 0.55
 """Score at or above which an article is pushed (calibrated, see the module docstring)."""
 
+
 def query_terms(query: str) -> tuple[str, ...]:
     """The distinct stemmed terms of a topic query, in order of first appearance."""
     return tuple(dict.fromkeys(tokenize(query)))

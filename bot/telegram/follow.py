@@ -137,8 +137,7 @@ async def on_unfollow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     services = state_of(context.bot_data).services
     assert services is not None
     if await _repo(context).remove(chat.id, int(arg)):
-        matcher = await services.topic_matcher()
-        matcher.remove(int(arg))
+        await services.topic_matcher()  # drops the removed topic
         await message.reply_text(f"Stopped following #{arg}.")
     else:
         await message.reply_text(f"This chat does not follow #{arg}.")
