@@ -1,0 +1,233 @@
+"""Candidate answers described by features and ranked by a linear model.
+
+Every typed span of the best evidence sentences becomes a candidate; the same answer
+found in several sentences is one candidate whose features sum up what was seen
+(how often, in how many articles, how well those sentences score, how close the span
+sits to the question's words, whether its kind fits the question). A candidate's score
+is ``WEIGHTS · features``; the weights are fitted on the RealTime QA dev questions by
+``benchmarks/train_answer_ranker.py`` (a softmax over each question's candidates,
+evaluated on months it was not fitted on), which prints them for this file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from bot.answering.candidates import Candidate, expand_name
+from bot.answering.evidence import Evidence, type_weights_for
+from bot.answering.question import QuestionInfo, focus_terms
+from corpus.text import normalize_for_hash
+from embeddings.tokenize import term_set, tokenize
+
+CANDIDATE_SENTENCES = 20  # evidence sentences whose spans compete
+_WORD = re.compile(r"\S+")
+
+FEATURES = (
+    "best",  # the best occurrence: sentence score x type fit x closeness
+    "votes",  # the same, summed over every occurrence
+    "log_count",  # log(1 + occurrences)
+    "articles",  # distinct articles naming it, minus one
+    "sentence_score",  # best sentence score relative to the top sentence
+    "sentence_rank",  # 1 / (1 + rank of its best sentence)
+    "type_fit",  # how well its kind fits the question (0..1)
+    "closeness",  # 1 / (1 + words to the nearest question term / 10), best occurrence
+    "asked_name",  # it contains a name the question asks about
+    "in_question",  # share of its words that are question words
+    "focus",  # it contains the question's focus noun ("which museum" -> "... Museum")
+    "focus_near",  # the focus noun stands within three words ("the Bills team")
+    "coverage",  # how much of the question its best sentence covers
+    "names_found",  # share of the question's names around its best sentence
+    "describes_asked",  # a "who" candidate standing next to an asked name
+    "year_for_count",  # a year offered for "how many"
+    "unit_follows",  # a number followed by the focus noun ("5 officers")
+    "in_title",  # its words appear in its article's title
+    "length",  # log of its word count
+    "is_number",
+    "is_date",
+    "is_title",
+    "is_person",
+    "is_org",
+    "is_place",
+)
+
+
+@dataclass
+class RankedCandidate:
+    """One answer (several occurrences folded together), its features and score."""
+
+    text: str
+    evidence: Evidence
+    features: dict[str, float]
+    score: float = 0.0
+
+
+def _distance(ev: Evidence, cand: Candidate, terms: set[str]) -> int:
+    """Words between the candidate and the nearest question term in the sentence."""
+    text = ev.article.text
+    positions = [
+        i
+        for i, m in enumerate(_WORD.finditer(text, ev.start, ev.end))
+        if set(tokenize(m.group())) & terms
+    ]
+    if not positions:
+        return 10
+    before = len(_WORD.findall(text[ev.start : cand.start]))
+    after = before + len(_WORD.findall(cand.text)) - 1
+    return min(min(abs(p - before), abs(p - after)) for p in positions)
+
+
+def _next_to(ev: Evidence, cand: Candidate, names: set[str]) -> bool:
+    """Whether the candidate stands within three words of one of ``names``."""
+    if not names:
+        return False
+    text = ev.article.text
+    before = text[max(ev.start, cand.start - 40) : cand.start].split()[-3:]
+    after = text[cand.end : min(ev.end, cand.end + 40)].split()[:3]
+    return bool(set(tokenize(" ".join(before + after))) & names)
+
+
+def _is_year(text: str) -> bool:
+    return bool(re.fullmatch(r"(19|20)\d\d", text.strip()))
+
+
+def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[RankedCandidate]:
+    """Every candidate answer of the top evidence sentences with its features (unscored)."""
+    if not evidence:
+        return []
+    type_weights = type_weights_for(info)
+    terms = set(info.terms)
+    asked = set(info.name_terms)
+    focus = focus_terms(info)
+    top = evidence[0].score or 1.0
+    found: dict[str, RankedCandidate] = {}
+    seen_articles: dict[str, set[int]] = {}
+    for rank, ev in enumerate(evidence[:CANDIDATE_SENTENCES]):
+        for cand in ev.candidates:
+            fit = type_weights.get(cand.kind, 0.0)
+            if not fit:
+                continue
+            text = cand.text
+            if cand.kind in ("person", "name"):
+                text = expand_name(ev.article.text, cand.text)
+            key = normalize_for_hash(text)
+            if not key:
+                continue
+            closeness = 1.0 / (1.0 + _distance(ev, cand, terms) / 10)
+            occurrence = ev.score * fit * closeness
+            entry = found.get(key)
+            if entry is None or occurrence > entry.features["best"]:
+                previous = entry
+                words = set(tokenize(text))
+                entry = RankedCandidate(
+                    # The quote comes from the best-scored sentence naming the answer
+                    # (evidence is best first), even when another occurrence fits better.
+                    text=previous.text if previous else text,
+                    evidence=previous.evidence if previous else ev,
+                    features=_occurrence_features(
+                        info, ev, cand, words, fit, closeness, rank, top, terms, asked, focus
+                    ),
+                )
+                entry.features["best"] = occurrence
+                if previous:
+                    entry.features["votes"] = previous.features["votes"]
+                    entry.features["log_count"] = previous.features["log_count"]
+                found[key] = entry
+            entry.features["votes"] += occurrence
+            entry.features["log_count"] += 1  # a count until the end
+            seen_articles.setdefault(key, set()).add(ev.article.id)
+    out = list(found.values())
+    for key, entry in found.items():
+        entry.features["log_count"] = math.log1p(entry.features["log_count"])
+        entry.features["articles"] = len(seen_articles[key]) - 1.0
+    return out
+
+
+def _occurrence_features(
+    info: QuestionInfo,
+    ev: Evidence,
+    cand: Candidate,
+    words: set[str],
+    fit: float,
+    closeness: float,
+    rank: int,
+    top: float,
+    terms: set[str],
+    asked: set[str],
+    focus: set[str],
+) -> dict[str, float]:
+    """The features of one occurrence (the best one is kept per candidate)."""
+    number_follows = 0.0
+    if cand.kind == "number" and focus:
+        following = ev.article.text[cand.end : cand.end + 40]
+        number_follows = 1.0 if set(tokenize(following)[:3]) & focus else 0.0
+    return {
+        "best": 0.0,
+        "votes": 0.0,
+        "log_count": 0.0,
+        "articles": 0.0,
+        "sentence_score": ev.score / top,
+        "sentence_rank": 1.0 / (1.0 + rank),
+        "type_fit": fit,
+        "closeness": closeness,
+        "asked_name": 1.0 if words & asked else 0.0,
+        "in_question": len(words & terms) / len(words) if words else 0.0,
+        "focus": 1.0 if focus and words & focus else 0.0,
+        "focus_near": 1.0 if _next_to(ev, cand, focus) else 0.0,
+        "coverage": ev.coverage,
+        "names_found": ev.names_found,
+        "describes_asked": 1.0 if info.qtype == "who" and _next_to(ev, cand, asked) else 0.0,
+        "year_for_count": 1.0 if info.qtype == "how_many" and _is_year(cand.text) else 0.0,
+        "unit_follows": number_follows,
+        "in_title": 1.0 if words and words <= term_set(ev.article.title) else 0.0,
+        "length": math.log(max(1, len(cand.text.split()))),
+        "is_number": 1.0 if cand.kind == "number" else 0.0,
+        "is_date": 1.0 if cand.kind == "date" else 0.0,
+        "is_title": 1.0 if cand.kind == "title" else 0.0,
+        "is_person": 1.0 if cand.kind == "person" else 0.0,
+        "is_org": 1.0 if cand.kind == "org" else 0.0,
+        "is_place": 1.0 if cand.kind == "place" else 0.0,
+    }
+
+
+def rank_candidates(
+    info: QuestionInfo, evidence: list[Evidence], weights: dict[str, float] | None = None
+) -> list[RankedCandidate]:
+    """Candidates scored by ``weights`` (default: the fitted ``WEIGHTS``), best first."""
+    weights = WEIGHTS if weights is None else weights
+    ranked = candidate_features(info, evidence)
+    for entry in ranked:
+        entry.score = sum(weights.get(name, 0.0) * value for name, value in entry.features.items())
+    ranked.sort(key=lambda entry: -entry.score)
+    return ranked
+
+
+# Fitted by benchmarks/train_answer_ranker.py (see its docstring for how and on what).
+WEIGHTS: dict[str, float] = {
+    "best": 3.2353,
+    "votes": 0.1569,
+    "log_count": 1.0079,
+    "articles": -0.2111,
+    "sentence_score": 3.4134,
+    "sentence_rank": 0.0238,
+    "type_fit": 1.8986,
+    "closeness": -0.0305,
+    "asked_name": -0.6943,
+    "in_question": -1.6542,
+    "focus": 2.6251,
+    "focus_near": 0.2520,
+    "coverage": -0.0601,
+    "names_found": -0.3584,
+    "describes_asked": -0.0286,
+    "year_for_count": -2.6509,
+    "unit_follows": 2.2986,
+    "in_title": 1.1786,
+    "length": 0.5687,
+    "is_number": 1.8128,
+    "is_date": 2.1504,
+    "is_title": 0.2768,
+    "is_person": 0.4805,
+    "is_org": -0.5495,
+    "is_place": 0.2035,
+}
