@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,7 +49,7 @@ def load_choices(root: Path, months: tuple[str, ...]) -> dict[str, tuple[list[st
     return out
 
 
-def pick_choice(choices: list[str], evidence: list) -> int:  # type: ignore[type-arg]
+def pick_choice(choices: list[str], evidence: list[Any]) -> int:
     """The choice named in the best-scored evidence sentences (ties: the first)."""
     scores = []
     for choice in choices:
@@ -77,7 +78,8 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     services = await Services.open(settings)
     engine = services.answers()
     store = services.store
-    em = f1_sum = quoted = abstained = mc_right = quotes_checked = quotes_bad = 0
+    em = quoted = abstained = mc_right = quotes_checked = quotes_bad = 0
+    f1_sum = 0.0
     latencies = []
     try:
         for q in questions:
@@ -107,8 +109,15 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     common.print_table(
         ["system", "questions", "EM", "F1", "answer in quotes", "abstained", "MC accuracy"],
         [
-            ["newsbot extractive (no LM)", n, em / n, f1_sum / n, quoted / n, abstained / n,
-             mc_right / n],
+            [
+                "newsbot extractive (no LM)",
+                n,
+                em / n,
+                f1_sum / n,
+                quoted / n,
+                abstained / n,
+                mc_right / n,
+            ],
             ["GPT-3 + Google search (published)", 370, 0.316, 0.401, "", "", ""],
             ["GPT-3 + Google search, Jan. (published)", 120, 0.316, 0.394, "", "", 0.642],
         ],
@@ -116,8 +125,14 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     )
     common.print_table(
         ["latency p50 ms", "p95 ms", "quotes checked", "not verbatim"],
-        [[common.percentile(latencies, 50), common.percentile(latencies, 95), quotes_checked,
-          quotes_bad]],
+        [
+            [
+                common.percentile(latencies, 50),
+                common.percentile(latencies, 95),
+                quotes_checked,
+                quotes_bad,
+            ]
+        ],
     )
 
 

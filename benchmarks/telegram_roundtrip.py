@@ -220,8 +220,8 @@ def ask(api: Any, proc: subprocess.Popen, user_id: int, question: str, timeout: 
 
 def _chat_id(params: dict) -> int | None:
     try:
-        return int(params.get("chat_id"))
-    except (TypeError, ValueError):
+        return int(params["chat_id"])
+    except (KeyError, TypeError, ValueError):
         return None
 
 

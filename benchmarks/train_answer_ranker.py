@@ -88,10 +88,10 @@ async def collect(args: argparse.Namespace, root: Path) -> list[Sample]:
 
 async def collect_sample_corpus(weight: float) -> list[Sample]:
     """The answerable sample questions on the shipped sample corpus (month "samples")."""
+    from bot.settings import Settings
     from corpus.ingest import ingest_results
     from corpus.readers.dispatch import read_path
     from corpus.store import Store
-    from bot.settings import Settings
 
     repo = Path(__file__).resolve().parents[1]
     settings = Settings(data_dir=common.default_cache_dir("samples"))
@@ -203,19 +203,19 @@ def evaluate(samples: list[Sample], w: np.ndarray | None) -> tuple[float, float,
     return f1_all / n, f1_kept / n, em_kept / n
 
 
-def held_out(samples: list[Sample], l2: float, steps: int) -> tuple[float, float, float]:
+def held_out(samples: list[Sample], l2: float, steps: int) -> list[float]:
     """Leave one month out: each month answered with weights fitted on the others (and
     the sample questions, which are never a test month)."""
     months = sorted({s.month for s in samples} - {"samples"})
     if len(months) < 2:
-        return (float("nan"),) * 3
+        return [float("nan")] * 3
     totals = np.zeros(3)
     for month in months:
         train = [s for s in samples if s.month != month]
         test = [s for s in samples if s.month == month]
         totals += np.array(evaluate(test, fit(train, l2, steps))) * len(test)
     tested = sum(1 for s in samples if s.month in months)
-    return tuple(totals / tested)  # type: ignore[return-value]
+    return [float(x) for x in totals / tested]
 
 
 async def main_async(args: argparse.Namespace, root: Path) -> None:

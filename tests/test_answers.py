@@ -76,8 +76,10 @@ async def test_sample_questions_mostly_answered_correctly(engine: AnswerEngine) 
             answer.text
         ):
             right += 1
-    # Measured 18-20 of 28 at the time of writing; the floor guards against regressions.
-    assert right >= 16, f"{right} of {len(answerable)}"
+    # Measured 20 of 28 at the time of writing. The answer ranker's weights are fitted
+    # partly on these questions (benchmarks/train_answer_ranker.py), so this floor guards
+    # against regressions; RealTime QA's held-out months measure generalization.
+    assert right >= 18, f"{right} of {len(answerable)}"
 
 
 @module_loop
