@@ -126,6 +126,22 @@ class Question:
     source: str
 
 
+def own_result_urls(root: Path, months: Sequence[str] = ()) -> dict[str, set[str]]:
+    """Question id -> the URLs of its own ``search_result`` list (what the search engine
+    found for that question when RealTime QA was built)."""
+    out: dict[str, set[str]] = {}
+    for path in data_files(root, "_gcs.jsonl", months):
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    record = json.loads(line)
+                    out[str(record["question_id"])] = {
+                        str(obj.get("url") or "").strip()
+                        for obj in record.get("search_result") or []
+                    } - {""}
+    return out
+
+
 SKIP_ANSWERS = frozenset({"true", "false", "yes", "no"})
 
 
