@@ -22,7 +22,7 @@ from embeddings.search import Hit, SearchFilters, SearchService
 if TYPE_CHECKING:
     from bot.answering.generative import GenerativeAnswerer
 
-RETRIEVE_K = 12
+RETRIEVE_K = 20
 MAX_QUOTES = 3
 MORE_QUOTES = 6
 # Calibration (grid over the three thresholds): the highest dev F1 on the 370 RealTime QA
