@@ -14,8 +14,9 @@ row is the share of questions whose answer occurs in any chunk published by the
 question's date: no ranking can do better. Many of those occurrences are chance (a
 "Georgia" or "104" in an unrelated story), so a second row gives the share whose answer
 occurs in the question's *own* search results (the articles the search engine returned
-for it): what retrieving the right articles can be expected to reach. Questions whose answer is shorter than 3
-characters or is true/false/yes/no are left out (370 of 390 remain).
+for it): what retrieving the right articles can be expected to reach. Questions whose
+answer is shorter than 3 characters or is true/false/yes/no are left out (370 of 390
+remain).
 
 Also printed: the index build time (embedding, FAISS and BM25, end to end) and its
 chunks/s. The data directory is kept between runs (default

@@ -63,17 +63,20 @@ class RankedCandidate:
     score: float = 0.0
 
 
-def _distance(ev: Evidence, cand: Candidate, terms: set[str]) -> int:
-    """Words between the candidate and the nearest question term in the sentence."""
-    text = ev.article.text
-    positions = [
+def _term_positions(ev: Evidence, terms: set[str]) -> list[int]:
+    """Indexes of the sentence's words that are question terms."""
+    return [
         i
-        for i, m in enumerate(_WORD.finditer(text, ev.start, ev.end))
+        for i, m in enumerate(_WORD.finditer(ev.article.text, ev.start, ev.end))
         if set(tokenize(m.group())) & terms
     ]
+
+
+def _distance(ev: Evidence, cand: Candidate, positions: list[int]) -> int:
+    """Words between the candidate and the nearest question term in the sentence."""
     if not positions:
         return 10
-    before = len(_WORD.findall(text[ev.start : cand.start]))
+    before = len(_WORD.findall(ev.article.text, ev.start, cand.start))
     after = before + len(_WORD.findall(cand.text)) - 1
     return min(min(abs(p - before), abs(p - after)) for p in positions)
 
@@ -104,6 +107,7 @@ def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[Ran
     found: dict[str, RankedCandidate] = {}
     seen_articles: dict[str, set[int]] = {}
     for rank, ev in enumerate(evidence[:CANDIDATE_SENTENCES]):
+        positions = _term_positions(ev, terms) if ev.candidates else []
         for cand in ev.candidates:
             fit = type_weights.get(cand.kind, 0.0)
             if not fit:
@@ -114,7 +118,7 @@ def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[Ran
             key = normalize_for_hash(text)
             if not key:
                 continue
-            closeness = 1.0 / (1.0 + _distance(ev, cand, terms) / 10)
+            closeness = 1.0 / (1.0 + _distance(ev, cand, positions) / 10)
             occurrence = ev.score * fit * closeness
             entry = found.get(key)
             if entry is None or occurrence > entry.features["best"]:
