@@ -86,16 +86,6 @@ def test_fitted_weights_pick_the_signer_and_quote_the_best_sentence() -> None:
     assert found.evidence is evidence[0]  # the best-scored sentence naming the answer
 
 
-def test_a_person_next_to_the_asked_name_can_win() -> None:
-    # "Who signed with Kell Marine?" next to "Kell Marine chief Ivo Brandt": the quiz
-    # questions taught the ranker that a name beside the asked one is as often the
-    # answer ("Chiefs coach Andy Reid") as not, so a strong sentence for him wins.
-    # Recorded here so that a change of that behaviour is a conscious one.
-    info = analyze("Who signed the dredging contract with Kell Marine?")
-    ranked = rank_candidates(info, evidence_for_text(make_article()))
-    assert [c.text for c in ranked[:2]] == ["Ivo Brandt", "Mayor Lena Voss"]
-
-
 def test_other_weights_change_the_choice() -> None:
     info = analyze("Who signed the dredging contract with Kell Marine?")
     evidence = evidence_for_text(make_article())
