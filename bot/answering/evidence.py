@@ -32,7 +32,15 @@ TYPE_KINDS = {
     "how_many": {"number": 1.0},
     "which": {"name": 0.8, "org": 0.8, "title": 0.7, "person": 0.6, "place": 0.6},
     "what": {"name": 0.6, "org": 0.6, "title": 0.6, "person": 0.4, "place": 0.4, "number": 0.3},
-    "other": {},
+    "other": {
+        "person": 0.6,
+        "name": 0.6,
+        "org": 0.5,
+        "place": 0.5,
+        "title": 0.5,
+        "number": 0.3,
+        "date": 0.3,
+    },
 }
 
 

@@ -7,6 +7,11 @@ sits to the question's words, whether its kind fits the question). A candidate's
 is ``WEIGHTS · features``; the weights are fitted on the RealTime QA dev questions by
 ``benchmarks/train_answer_ranker.py`` (a softmax over each question's candidates,
 evaluated on months it was not fitted on), which prints them for this file.
+
+Measured on the 370 RealTime QA dev questions (with abstention): hand-set multiplicative
+rules gave F1 0.153; these features with weights fitted on the other months give 0.201,
+fitted on all months 0.206. The best candidate of each question would give 0.37: ranking,
+not candidate generation, is where most of the remaining loss is.
 """
 
 from __future__ import annotations
