@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.answering.candidates import Candidate, expand_name
 from bot.answering.evidence import Evidence, type_weights_for
@@ -101,6 +101,19 @@ def _is_year(text: str) -> bool:
     return bool(re.fullmatch(r"(19|20)\d\d", text.strip()))
 
 
+@dataclass
+class _Sightings:
+    """What was seen of one answer across the sentences."""
+
+    text: str
+    evidence: Evidence  # the best-scored sentence naming it (evidence comes best first)
+    best: float = -1.0  # the best occurrence's score
+    best_features: dict[str, float] = field(default_factory=dict)
+    votes: float = 0.0
+    count: int = 0
+    articles: set[int] = field(default_factory=set)
+
+
 def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[RankedCandidate]:
     """Every candidate answer of the top evidence sentences with its features (unscored)."""
     if not evidence:
@@ -110,8 +123,7 @@ def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[Ran
     asked = set(info.name_terms)
     focus = focus_terms(info)
     top = evidence[0].score or 1.0
-    found: dict[str, RankedCandidate] = {}
-    seen_articles: dict[str, set[int]] = {}
+    seen: dict[str, _Sightings] = {}
     for rank, ev in enumerate(evidence[:CANDIDATE_SENTENCES]):
         positions = _term_positions(ev, terms) if ev.candidates else []
         for cand in ev.candidates:
@@ -126,32 +138,39 @@ def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[Ran
                 continue
             closeness = 1.0 / (1.0 + _distance(ev, cand, positions) / 10)
             occurrence = ev.score * fit * closeness
-            entry = found.get(key)
-            if entry is None or occurrence > entry.features["best"]:
-                previous = entry
-                words = set(tokenize(text))
-                entry = RankedCandidate(
-                    # The quote comes from the best-scored sentence naming the answer
-                    # (evidence is best first), even when another occurrence fits better.
-                    text=previous.text if previous else text,
-                    evidence=previous.evidence if previous else ev,
-                    features=_occurrence_features(
-                        info, ev, cand, words, fit, closeness, rank, top, terms, asked, focus
-                    ),
+            sightings = seen.setdefault(key, _Sightings(text, ev))
+            sightings.votes += occurrence
+            sightings.count += 1
+            sightings.articles.add(ev.article.id)
+            if occurrence > sightings.best:
+                sightings.best = occurrence
+                sightings.best_features = _occurrence_features(
+                    info,
+                    ev,
+                    cand,
+                    set(tokenize(text)),
+                    fit,
+                    closeness,
+                    rank,
+                    top,
+                    terms,
+                    asked,
+                    focus,
                 )
-                entry.features["best"] = occurrence
-                if previous:
-                    entry.features["votes"] = previous.features["votes"]
-                    entry.features["log_count"] = previous.features["log_count"]
-                found[key] = entry
-            entry.features["votes"] += occurrence
-            entry.features["log_count"] += 1  # a count until the end
-            seen_articles.setdefault(key, set()).add(ev.article.id)
-    out = list(found.values())
-    for key, entry in found.items():
-        entry.features["log_count"] = math.log1p(entry.features["log_count"])
-        entry.features["articles"] = len(seen_articles[key]) - 1.0
-    return out
+    return [
+        RankedCandidate(
+            text=s.text,
+            evidence=s.evidence,
+            features=s.best_features
+            | {
+                "best": s.best,
+                "votes": s.votes,
+                "log_count": math.log1p(s.count),
+                "articles": len(s.articles) - 1.0,
+            },
+        )
+        for s in seen.values()
+    ]
 
 
 def _occurrence_features(
@@ -167,16 +186,13 @@ def _occurrence_features(
     asked: set[str],
     focus: set[str],
 ) -> dict[str, float]:
-    """The features of one occurrence (the best one is kept per candidate)."""
+    """The features of one occurrence (the best one is kept per candidate), but for those
+    that sum up every occurrence (best, votes, log_count, articles)."""
     number_follows = 0.0
     if cand.kind == "number" and focus:
         following = ev.article.text[cand.end : cand.end + 40]
         number_follows = 1.0 if set(tokenize(following)[:3]) & focus else 0.0
     return {
-        "best": 0.0,
-        "votes": 0.0,
-        "log_count": 0.0,
-        "articles": 0.0,
         "sentence_score": ev.score / top,
         "sentence_rank": 1.0 / (1.0 + rank),
         "type_fit": fit,
