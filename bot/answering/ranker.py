@@ -114,18 +114,28 @@ class _Sightings:
     articles: set[int] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What the features need to know of the question (computed once per question)."""
+
+    info: QuestionInfo
+    terms: set[str]
+    names: set[str]
+    focus: set[str]
+    top_score: float  # the best evidence sentence's score
+
+
 def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[RankedCandidate]:
     """Every candidate answer of the top evidence sentences with its features (unscored)."""
     if not evidence:
         return []
     type_weights = type_weights_for(info)
-    terms = set(info.terms)
-    asked = set(info.name_terms)
-    focus = focus_terms(info)
-    top = evidence[0].score or 1.0
+    asked = _Asked(
+        info, set(info.terms), set(info.name_terms), focus_terms(info), evidence[0].score or 1.0
+    )
     seen: dict[str, _Sightings] = {}
     for rank, ev in enumerate(evidence[:CANDIDATE_SENTENCES]):
-        positions = _term_positions(ev, terms) if ev.candidates else []
+        positions = _term_positions(ev, asked.terms) if ev.candidates else []
         for cand in ev.candidates:
             fit = type_weights.get(cand.kind, 0.0)
             if not fit:
@@ -145,17 +155,7 @@ def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[Ran
             if occurrence > sightings.best:
                 sightings.best = occurrence
                 sightings.best_features = _occurrence_features(
-                    info,
-                    ev,
-                    cand,
-                    set(tokenize(text)),
-                    fit,
-                    closeness,
-                    rank,
-                    top,
-                    terms,
-                    asked,
-                    focus,
+                    asked, ev, cand, set(tokenize(text)), fit, closeness, rank
                 )
     return [
         RankedCandidate(
@@ -174,37 +174,34 @@ def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[Ran
 
 
 def _occurrence_features(
-    info: QuestionInfo,
+    asked: _Asked,
     ev: Evidence,
     cand: Candidate,
     words: set[str],
     fit: float,
     closeness: float,
     rank: int,
-    top: float,
-    terms: set[str],
-    asked: set[str],
-    focus: set[str],
 ) -> dict[str, float]:
     """The features of one occurrence (the best one is kept per candidate), but for those
     that sum up every occurrence (best, votes, log_count, articles)."""
+    qtype, focus = asked.info.qtype, asked.focus
     number_follows = 0.0
     if cand.kind == "number" and focus:
         following = ev.article.text[cand.end : cand.end + 40]
         number_follows = 1.0 if set(tokenize(following)[:3]) & focus else 0.0
     return {
-        "sentence_score": ev.score / top,
+        "sentence_score": ev.score / asked.top_score,
         "sentence_rank": 1.0 / (1.0 + rank),
         "type_fit": fit,
         "closeness": closeness,
-        "asked_name": 1.0 if words & asked else 0.0,
-        "in_question": len(words & terms) / len(words) if words else 0.0,
+        "asked_name": 1.0 if words & asked.names else 0.0,
+        "in_question": len(words & asked.terms) / len(words) if words else 0.0,
         "focus": 1.0 if focus and words & focus else 0.0,
         "focus_near": 1.0 if _next_to(ev, cand, focus) else 0.0,
         "coverage": ev.coverage,
         "names_found": ev.names_found,
-        "describes_asked": 1.0 if info.qtype == "who" and _next_to(ev, cand, asked) else 0.0,
-        "year_for_count": 1.0 if info.qtype == "how_many" and _is_year(cand.text) else 0.0,
+        "describes_asked": 1.0 if qtype == "who" and _next_to(ev, cand, asked.names) else 0.0,
+        "year_for_count": 1.0 if qtype == "how_many" and _is_year(cand.text) else 0.0,
         "unit_follows": number_follows,
         "in_title": 1.0 if words and words <= term_set(ev.article.title) else 0.0,
         "length": math.log(max(1, len(cand.text.split()))),
