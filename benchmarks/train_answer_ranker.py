@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common  # noqa: E402
 from benchmarks.answers import f1  # noqa: E402
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 
 @dataclass
@@ -95,12 +98,9 @@ async def collect_sample_corpus(weight: float) -> list[Sample]:
 
     repo = Path(__file__).resolve().parents[1]
     settings = Settings(data_dir=common.default_cache_dir("samples"))
-    store = await Store.open(settings.db_path)
-    try:
-        if not (await store.stats()).articles:
-            await ingest_results(store, read_path(repo / "corpus" / "samples"))
-    finally:
-        await store.close()
+    async with await Store.open(settings.db_path) as store:
+        # Idempotent: unchanged files are duplicates, edited ones replace their article.
+        await ingest_results(store, read_path(repo / "corpus" / "samples"))
     as_of = date(2023, 9, 1)
     questions = []
     for line in (repo / "tests" / "fixtures" / "sample_questions.jsonl").read_text().splitlines():
@@ -111,7 +111,7 @@ async def collect_sample_corpus(weight: float) -> list[Sample]:
 
 
 async def samples_for(
-    settings: Any, questions: list[tuple[str, str, str, date]], weight: float
+    settings: Settings, questions: list[tuple[str, str, str, date]], weight: float
 ) -> list[Sample]:
     """Run the engine up to the ranker for (month, question, answer, as_of) tuples."""
     from bot.answering.extract import extract
