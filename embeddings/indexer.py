@@ -2,7 +2,7 @@
 
 Vectors live in the store keyed by (model, chunk content hash): only chunks whose hash
 has no vector yet are embedded. The dense index is updated copy-on-write (the live
-one keeps answering); the keyword index is rebuilt, which is cheap.
+one keeps answering); the keyword index is rebuilt from cached tokens, which is cheap.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from embeddings.dense_index import DenseIndex, choose_kind
 from embeddings.embedder import Embedder
 from embeddings.index_dir import IndexDirectory, LoadedIndex, Manifest
 from embeddings.keyword_index import KeywordIndex
+from embeddings.token_cache import TokenCache
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 STORE_BATCH = 2048  # chunks embedded between two writes of their vectors
@@ -59,6 +60,7 @@ class IndexBuilder:
         self.directory = directory
         self.index_kind = index_kind
         self.hnsw_threshold = hnsw_threshold
+        self.tokens = TokenCache()  # BM25 tokens kept between builds
 
     async def vectors(
         self, rows: list[ChunkIndexRow], progress: Progress | None = None
@@ -124,6 +126,9 @@ class IndexBuilder:
             KeywordIndex.build,
             [r.chunk_id for r in rows],
             [f"{r.title}\n{r.text}" for r in rows],
+            # The content hash covers the chunk's text, not its article's title.
+            [f"{r.content_hash}\x00{r.title}" for r in rows],
+            self.tokens,
         )
         manifest = Manifest(
             model=self.embedder.name,
