@@ -253,13 +253,6 @@ class Candidate:
 
 def _clean_name(text: str, start: int) -> list[tuple[int, int]]:
     """Split a capitalized run at possessives ("Russia’s National Guard") and trim."""
-    if " " not in text and "'" not in text and "’" not in text:
-        # Most runs are one word ("The", "Moscow"): the same result as below, sooner.
-        word = text.strip(" .,")
-        if not word or word.lower().strip(".") in NOT_NAMES:
-            return []
-        offset = text.index(word)
-        return [(start + offset, start + offset + len(word))]
     spans = []
     pos = 0
     for m in _POSSESSIVE.finditer(text):

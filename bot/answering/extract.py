@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from bot.answering.evidence import Evidence
 from bot.answering.question import QuestionInfo
-from bot.answering.ranker import rank_candidates
-from embeddings.tokenize import tokenize
+from bot.answering.ranker import rank_candidates, term_positions
 
 _WORD = re.compile(r"\S+")
 
@@ -31,10 +30,8 @@ class Extracted:
 def _phrase_after_terms(ev: Evidence, info: QuestionInfo) -> str:
     """For "what ... to combat?": the words after the last question term, if short."""
     words = list(_WORD.finditer(ev.article.text, ev.start, ev.end))
-    last = -1
-    for i, m in enumerate(words):
-        if set(tokenize(m.group())) & set(info.terms):
-            last = i
+    positions = term_positions(ev, set(info.terms))
+    last = positions[-1] if positions else -1
     if last < 0 or last + 1 >= len(words):
         return ""
     rest = words[last + 1 :]

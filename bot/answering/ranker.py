@@ -69,7 +69,7 @@ class RankedCandidate:
     score: float = 0.0
 
 
-def _term_positions(ev: Evidence, terms: set[str]) -> list[int]:
+def term_positions(ev: Evidence, terms: set[str]) -> list[int]:
     """Indexes of the sentence's words that are question terms."""
     return [
         i
@@ -135,7 +135,7 @@ def candidate_features(info: QuestionInfo, evidence: list[Evidence]) -> list[Ran
     )
     seen: dict[str, _Sightings] = {}
     for rank, ev in enumerate(evidence[:CANDIDATE_SENTENCES]):
-        positions = _term_positions(ev, asked.terms) if ev.candidates else []
+        positions = term_positions(ev, asked.terms) if ev.candidates else []
         for cand in ev.candidates:
             fit = type_weights.get(cand.kind, 0.0)
             if not fit:
