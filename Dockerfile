@@ -22,13 +22,16 @@ RUN pip install .
 # the console script is broken. Run from / so the installed package is what is tested.
 RUN cd / \
     && HF_HUB_OFFLINE=1 python -c "from embeddings.embedder import load_embedder; load_embedder('all-MiniLM-L6-v2', 'fp32')" \
+    && HF_HUB_OFFLINE=1 python -c "from pathlib import Path; from bot.answering.reader import SpanReader; SpanReader(Path('/app/weights/reader.safetensors'), precision='fp32')" \
     && newsbot --help > /dev/null
 
 RUN useradd --create-home --uid 10001 --user-group newsbot \
     && mkdir -p /data \
     && chown newsbot:newsbot /data
 
+# The project's trained reader (adapters and head, a few MB) stays in /app/weights.
 ENV NEWSBOT_DATA_DIR=/data \
+    NEWSBOT_READER_WEIGHTS=/app/weights/reader.safetensors \
     HF_HUB_OFFLINE=1
 VOLUME /data
 USER newsbot

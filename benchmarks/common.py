@@ -1,12 +1,13 @@
 """Helpers shared by the benchmarks: the data location, the RealTime QA corpus and questions,
-answer normalization, tables, percentiles and memory figures.
+answer normalization, tables, percentiles, memory figures and the machine header.
 
 The data lives outside the repository, in ``../shared/data`` relative to the repository root
 (the parent of ``benchmarks/``). A clone without it makes every benchmark exit with status 0
 and a one-line message instead of failing.
 
-Nothing here imports torch, FAISS or the model: the heavy imports happen in the benchmarks,
-after the data check, so ``--help`` and the "no data" exit stay fast.
+Importing this module loads no torch, FAISS or model (only ``machine_header`` imports torch,
+for its thread count): the heavy imports happen in the benchmarks, after the data check, so
+``--help`` and the "no data" exit stay fast.
 """
 
 from __future__ import annotations
@@ -320,6 +321,40 @@ def default_cache_dir(*key: Any) -> Path:
         json.dumps([str(REPO_ROOT), str(SHARED_DATA), *map(str, key)]).encode()
     ).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"newsbot-bench-{digest}"
+
+
+def machine_header(precision: str | None = None, *, import_torch: bool = True) -> str:
+    """Which machine a figure comes from, in two lines: CPU model, cores, the bfloat16 flags
+    (about 3x apart in model speed), torch's thread count and the embedding ``precision``
+    (``-`` when not given). Torch is imported for its thread count unless ``import_torch``
+    is false and it is not loaded yet (then ``-``); without torch installed it is ``-``."""
+    from embeddings.precision import cpu_flags, cpu_model  # numpy only, no torch
+
+    model, flags = cpu_model(), cpu_flags()
+    threads = "-"
+    if import_torch or "torch" in sys.modules:
+        try:
+            import torch
+
+            threads = str(torch.get_num_threads())
+        except ImportError:
+            pass
+
+    def has(flag: str) -> str:
+        return "yes" if flag in flags else "no"
+
+    return (
+        f"machine: {model}, {os.cpu_count()} cores, avx512_bf16 {has('avx512_bf16')}, "
+        f"amx_bf16 {has('amx_bf16')}\n"
+        f"torch threads: {threads}, embedding precision: {precision or '-'}"
+    )
+
+
+def print_machine_header(precision: str | None = None, *, import_torch: bool = True) -> None:
+    """:func:`machine_header` and a blank line on stdout, above the tables."""
+    print(machine_header(precision, import_torch=import_torch))
+    print()
+    sys.stdout.flush()
 
 
 def log(message: str) -> None:

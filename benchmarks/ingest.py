@@ -58,6 +58,7 @@ async def ingest_once(drafts: list) -> tuple[int, int, int, int, float]:
 
 
 async def main_async(args: argparse.Namespace, root: Path) -> None:
+    common.print_machine_header(import_torch=False)  # no model here; torch would add to RSS
     months = common.parse_months(args.months)
     started = time.perf_counter()
     corpus = common.load_corpus(root, months)

@@ -311,6 +311,7 @@ def report_push(
     samples: list[PushSample], n: int, missed: int, note: str, startup_s: float, machine: str
 ) -> None:
     """The latency table, the split at the feed fetch, and the notes."""
+    common.print_machine_header()
 
     def row(name: str, ms: list[float]) -> list[Any]:
         return [

@@ -116,8 +116,11 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
     await common.ensure_corpus(settings.db_path, corpus_root, months)
 
     started = time.perf_counter()
-    embedder = await asyncio.to_thread(load_embedder, settings.model, settings.embed_precision)
+    embedder = await asyncio.to_thread(
+        load_embedder, settings.model, settings.embed_precision, settings.cache_dir
+    )
     model_seconds = time.perf_counter() - started
+    common.print_machine_header(getattr(embedder, "precision", None))
 
     marks: dict[str, float] = {}
     embedded = 0

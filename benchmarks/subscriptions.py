@@ -472,6 +472,7 @@ async def main_async(args: argparse.Namespace, root: Path) -> None:
     services = await Services.open(settings)
     try:
         embedder, idf = services.embedder, services.search.idf
+        common.print_machine_header(getattr(embedder, "precision", None))
         dev = await load_dev(services.store, embedder.name)
         label(dev, root, months, idf, args.negatives, args.seed)
         common.log(f"{len(dev.articles):,} articles, {len(dev.topics)} topics; scoring ...")

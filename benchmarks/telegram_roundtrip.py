@@ -460,6 +460,7 @@ def main() -> int:
         signal.signal(signal.SIGTERM, interrupt)
         signal.signal(signal.SIGHUP, interrupt)
 
+    common.print_machine_header()
     load_at_start = os.getloadavg()
     runs: list[Run] = []
     have_shared = (common.SHARED_DATA / common.REALTIMEQA).is_dir()

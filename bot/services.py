@@ -19,6 +19,7 @@ from embeddings.search import SearchService
 
 if TYPE_CHECKING:
     from bot.answering.engine import AnswerEngine
+    from bot.answering.reader import SpanReader
     from bot.subscriptions.matcher import TopicMatcher
 
 
@@ -40,6 +41,7 @@ class Services:
     embedder: Embedder
     search: SearchService
     _matcher: TopicMatcher | None = field(default=None, repr=False)
+    _reader: SpanReader | None = field(default=None, repr=False)
 
     @classmethod
     async def open(
@@ -54,7 +56,7 @@ class Services:
         try:
             if embedder is None:
                 embedder = await asyncio.to_thread(
-                    load_embedder, settings.model, settings.embed_precision
+                    load_embedder, settings.model, settings.embed_precision, settings.cache_dir
                 )
             search = SearchService(
                 store,
@@ -69,15 +71,27 @@ class Services:
             raise
         return cls(settings, store, embedder, search)
 
-    def answers(self) -> AnswerEngine:
+    async def answers(self) -> AnswerEngine:
         """The answer engine over these services (generative when an LLM is configured)."""
         from bot.answering.engine import AnswerEngine
         from bot.answering.generative import GenerativeAnswerer, LlmConfig
 
         llm = LlmConfig.from_settings(self.settings)
         return AnswerEngine(
-            self.store, self.search, generator=GenerativeAnswerer(llm) if llm else None
+            self.store,
+            self.search,
+            reader=await self.reader(),
+            generator=GenerativeAnswerer(llm) if llm else None,
         )
+
+    async def reader(self) -> SpanReader | None:
+        """The span reader, loaded once (None when turned off or its weights are missing:
+        answers are then the evidence quotes alone, and the log says why)."""
+        from bot.answering.reader import load_reader
+
+        if self._reader is None:
+            self._reader = await asyncio.to_thread(load_reader, self.settings)
+        return self._reader
 
     async def topic_matcher(self) -> TopicMatcher:
         """The subscription matcher, its topic vectors brought up to date."""

@@ -37,12 +37,16 @@ class Settings:
 
     data_dir: Path = Path("data")
     model: str = DEFAULT_MODEL
-    embed_precision: str = "auto"  # auto | fp32 | bf16
+    embed_precision: str = "auto"  # auto (measured) | fp32 | bf16
     index_kind: str = "auto"  # auto | flat | hnsw
     # Exact search answers within 20 ms (query encoding included) up to about 50k chunks
     # on 2 cores; HNSW above (recall@10 0.99 at 100k). See benchmarks/search_speed.py.
     hnsw_threshold: int = 50_000
     max_file_mb: float = 20.0
+    # the span reader: the project's trained weights (empty: the shipped ones; "off": none,
+    # answers are then the evidence quotes alone) and its precision
+    reader_weights: str = ""
+    reader_precision: str = "auto"  # auto (measured) | fp32 | bf16
     # optional generative answers (an OpenAI-compatible endpoint)
     llm_base_url: str = ""
     llm_model: str = ""
@@ -73,6 +77,11 @@ class Settings:
         """The derived search index directory (rebuildable from the database)."""
         return self.data_dir / "index"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Measured machine-specific choices (precision); safe to delete."""
+        return self.data_dir / "cache"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``NEWSBOT_*`` variables, then apply ``overrides`` (CLI flags; None = unset)."""
@@ -99,6 +108,7 @@ class Settings:
         """Reject values that cannot work, naming the variable."""
         choices = {
             "embed_precision": ("auto", "fp32", "bf16"),
+            "reader_precision": ("auto", "fp32", "bf16"),
             "index_kind": ("auto", "flat", "hnsw"),
         }
         for name, allowed in choices.items():

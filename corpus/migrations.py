@@ -123,4 +123,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deliveries_pending ON deliveries(status, not_before);
     """,
+    # 4: vectors are identified by their model alone, not its precision (bf16 and fp32
+    # vectors are interchangeable, see embeddings/embedder.py): fold "model@precision"
+    # names into the model's, keeping one vector per chunk text.
+    """
+    INSERT OR IGNORE INTO chunk_vectors (model, content_hash, vector)
+        SELECT substr(model, 1, instr(model, '@') - 1), content_hash, vector
+        FROM chunk_vectors WHERE instr(model, '@') > 0;
+    DELETE FROM chunk_vectors WHERE instr(model, '@') > 0;
+    UPDATE subscriptions SET query_model = substr(query_model, 1, instr(query_model, '@') - 1)
+        WHERE instr(query_model, '@') > 0;
+    """,
 ]

@@ -41,7 +41,8 @@ class Manifest:
         """Refuse an index built for another model or format."""
         if self.format != MANIFEST_FORMAT:
             raise IndexMismatch(f"index format {self.format}, expected {MANIFEST_FORMAT}")
-        if self.model != model or self.dimension != dimension:
+        # Indexes of earlier versions name "model@precision"; any precision will do.
+        if self.model.split("@")[0] != model or self.dimension != dimension:
             raise IndexMismatch(
                 f"index built for {self.model} (dim {self.dimension}), "
                 f"configured {model} (dim {dimension})"

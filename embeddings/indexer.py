@@ -37,6 +37,8 @@ class IndexReport:
     rebuilt: bool
     seconds: float
     kind: str
+    # Seconds per stage (embed, store vectors, dense, keyword, save): where an update goes.
+    stages: tuple[tuple[str, float], ...] = ()
 
 
 def embedding_text(row: ChunkIndexRow) -> str:
@@ -61,6 +63,13 @@ class IndexBuilder:
         self.index_kind = index_kind
         self.hnsw_threshold = hnsw_threshold
         self.tokens = TokenCache()  # BM25 tokens kept between builds
+        self._stages: dict[str, float] = {}
+
+    def _clock(self, stage: str, since: float) -> float:
+        """Add the time since ``since`` to ``stage``; returns now."""
+        now = time.perf_counter()
+        self._stages[stage] = self._stages.get(stage, 0.0) + now - since
+        return now
 
     async def vectors(
         self, rows: list[ChunkIndexRow], progress: Progress | None = None
@@ -81,12 +90,15 @@ class IndexBuilder:
                 if progress:
                     progress("embedding", offset + done, len(todo))
 
+            clock = time.perf_counter()
             fresh = await asyncio.to_thread(
                 self.embedder.embed, [embedding_text(r) for r in batch], progress=report
             )
+            clock = self._clock("embed", clock)
             pairs = [(r.content_hash, fresh[i].tobytes()) for i, r in enumerate(batch)]
             await self.store.put_vectors(model, pairs)
             stored.update(pairs)
+            self._clock("store vectors", clock)
         matrix = np.zeros((len(rows), self.embedder.dim), dtype=np.float32)
         for i, r in enumerate(rows):
             matrix[i] = np.frombuffer(stored[r.content_hash], dtype=np.float32)
@@ -97,6 +109,7 @@ class IndexBuilder:
     ) -> tuple[LoadedIndex, list[ChunkIndexRow], IndexReport]:
         """A new index pair for the store as it is now; saved and swapped in on disk."""
         started = time.perf_counter()
+        self._stages = {}
         version = await self.store.corpus_version()
         rows = await self.store.chunk_rows_for_index()
         kind = choose_kind(self.index_kind, len(rows), self.hnsw_threshold)
@@ -111,7 +124,9 @@ class IndexBuilder:
             have = await asyncio.to_thread(current.dense.ids)
             todo_rows = [r for r in rows if r.chunk_id not in have]
             gone = have - wanted
+        clock = self._clock("read store", started)
         vectors, embedded = await self.vectors(todo_rows, progress)
+        clock = time.perf_counter()
         if progress:
             progress("indexing", 0, len(rows))
         ids = np.array([r.chunk_id for r in todo_rows], dtype=np.int64)
@@ -122,6 +137,7 @@ class IndexBuilder:
             dense = await asyncio.to_thread(current.dense.copy)
             dense.remove(gone)
             await asyncio.to_thread(dense.add, ids, vectors)
+        clock = self._clock("dense index", clock)
         keyword = await asyncio.to_thread(
             KeywordIndex.build,
             [r.chunk_id for r in rows],
@@ -140,8 +156,10 @@ class IndexBuilder:
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             removed=tuple(sorted(dense.removed)),
         )
+        clock = self._clock("keyword index", clock)
         loaded = LoadedIndex(manifest, dense, keyword)
         await asyncio.to_thread(self.directory.save, loaded)
+        self._clock("save", clock)
         if progress:
             progress("indexing", len(rows), len(rows))
         report = IndexReport(
@@ -152,5 +170,6 @@ class IndexBuilder:
             rebuilt=rebuild,
             seconds=time.perf_counter() - started,
             kind=kind,
+            stages=tuple(self._stages.items()),
         )
         return loaded, rows, report

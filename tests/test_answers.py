@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.answering.engine import AnswerEngine
+from bot.answering.engine import AnswerEngine, Finding, Thresholds, decide
 from bot.answering.question import analyze
 from bot.answering.timeparse import resolve_time
 from bot.services import Services
@@ -23,6 +23,8 @@ SEED_QUOTE = (
     "of his visit to Moscow on Wednesday."
 )
 AFTER_ALL = date(2023, 9, 1)
+NOURI = "Which club signed Iranian striker Arash Nouri?"
+RIGHT_FLOOR = 14  # measured 15 of 28 with the shipped weights (the old ranker: 20)
 QUESTIONS = [
     json.loads(line)
     for line in (Path(__file__).parent / "fixtures" / "sample_questions.jsonl")
@@ -40,7 +42,7 @@ module_loop = pytest.mark.asyncio(loop_scope="module")
 async def engine(sample_data_dir: Path) -> AsyncIterator[AnswerEngine]:
     services = await Services.open(Settings.from_env(data_dir=str(sample_data_dir)))
     try:
-        yield services.answers()
+        yield await services.answers()
     finally:
         await services.close()
 
@@ -48,11 +50,58 @@ async def engine(sample_data_dir: Path) -> AsyncIterator[AnswerEngine]:
 @module_loop
 async def test_who_signed_with_zolotov(engine: AnswerEngine) -> None:
     answer = await engine.answer("who signed with Zolotov?", AFTER_ALL)
-    assert not answer.abstained
-    assert answer.text == "Brigadier General Ahmad Reza Radan"
+    # The reader names Radan; whether it says so or shows the quotes alone depends on
+    # its confidence against the shipped threshold.
+    assert answer.kind in ("answer", "quotes"), answer
+    assert SEED_QUOTE in [q.text for q in answer.quotes + answer.more_quotes]
     first = answer.quotes[0]
-    assert first.text == SEED_QUOTE
     assert first.source == "IFP Media Wire" and first.published_at == date(2023, 6, 29)
+    finding = (await engine.trace("who signed with Zolotov?", AFTER_ALL)).finding
+    assert finding is not None and "Ahmad Reza Radan" in finding.text
+    assert finding.text in first.text or answer.kind == "quotes"
+
+
+@module_loop
+async def test_the_first_quote_holds_the_short_answer(engine: AnswerEngine) -> None:
+    for item in QUESTIONS:
+        answer = await engine.answer(item["question"], AFTER_ALL)
+        if answer.kind == "answer":
+            assert answer.text in answer.quotes[0].text, (answer.text, answer.quotes[0].text)
+
+
+@module_loop
+async def test_quotes_only_when_the_reader_is_not_sure_enough(engine: AnswerEngine) -> None:
+    unsure = AnswerEngine(
+        engine.store, engine.search, engine.reader, Thresholds(min_answer_confidence=1.01)
+    )
+    answer = await unsure.answer("who signed with Zolotov?", AFTER_ALL)
+    assert (answer.kind, answer.text, answer.abstained) == ("quotes", "", False)
+    assert any("Radan" in q.text for q in answer.quotes)
+    assert answer.as_json()["answer"] == "" and answer.as_json()["kind"] == "quotes"
+
+
+@module_loop
+async def test_without_a_reader_strong_evidence_is_shown_as_quotes(engine: AnswerEngine) -> None:
+    no_reader = AnswerEngine(engine.store, engine.search, reader=None)
+    answer = await no_reader.answer("who signed with Zolotov?", AFTER_ALL)
+    assert answer.kind == "quotes" and answer.quotes[0].text
+    near_miss = await no_reader.answer(
+        "Who did Zolotov sign an agreement with in Ankara?", AFTER_ALL
+    )
+    assert near_miss.kind == "not_found"
+
+
+def test_decide_the_three_forms() -> None:
+    limits = Thresholds(min_answer_confidence=0.5, max_null_probability=0.9)
+
+    def finding(confidence: float, null: float) -> Finding:
+        return Finding("Radan", None, 0, 5, (0, 9), confidence, null)  # type: ignore[arg-type]
+
+    assert decide(True, finding(0.99, 0.0), limits) == "not_found"  # weak evidence
+    assert decide(False, finding(0.99, 0.95), limits) == "not_found"  # the reader: not here
+    assert decide(False, finding(0.6, 0.1), limits) == "answer"
+    assert decide(False, finding(0.3, 0.1), limits) == "quotes"
+    assert decide(False, None, limits) == "quotes"
 
 
 @module_loop
@@ -67,19 +116,16 @@ async def test_every_quote_is_a_verbatim_span(engine: AnswerEngine) -> None:
 
 
 @module_loop
-async def test_sample_questions_mostly_answered_correctly(engine: AnswerEngine) -> None:
+async def test_sample_questions_mostly_read_correctly(engine: AnswerEngine) -> None:
     answerable = [q for q in QUESTIONS if q["answer"]]
     right = 0
     for item in answerable:
-        answer = await engine.answer(item["question"], AFTER_ALL)
-        if not answer.abstained and normalize_for_hash(item["answer"]) in normalize_for_hash(
-            answer.text
-        ):
+        finding = (await engine.trace(item["question"], AFTER_ALL)).finding
+        if finding and normalize_for_hash(item["answer"]) in normalize_for_hash(finding.text):
             right += 1
-    # Measured 20 of 28 at the time of writing. The answer ranker's weights are fitted
-    # partly on these questions (benchmarks/train_answer_ranker.py), so this floor guards
-    # against regressions; RealTime QA's held-out months measure generalization.
-    assert right >= 18, f"{right} of {len(answerable)}"
+    # The reader's best answer, shown or not. It never saw these questions
+    # (benchmarks/train_reader.py reads none of them): they check it, they do not teach it.
+    assert right >= RIGHT_FLOOR, f"{right} of {len(answerable)}"
 
 
 @module_loop
@@ -130,11 +176,12 @@ def test_no_time_expression() -> None:
 
 
 def test_cli_ask_json_and_batch(copy_data_dir: Path, tmp_path: Path) -> None:
-    result = run_cli("ask", "--json", "who signed with Zolotov?", data_dir=copy_data_dir)
+    result = run_cli("ask", "--json", NOURI, data_dir=copy_data_dir)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"question", "answer", "abstained", "quotes"}
-    assert data["answer"] == "Brigadier General Ahmad Reza Radan" and data["abstained"] is False
+    assert set(data) == {"question", "answer", "abstained", "kind", "confidence", "quotes"}
+    assert data["answer"] == "FC Yauza Moscow" and data["abstained"] is False
+    assert data["kind"] == "answer" and data["confidence"] >= 0.8
     assert set(data["quotes"][0]) == {
         "text",
         "article_id",
@@ -155,13 +202,16 @@ def test_cli_ask_json_and_batch(copy_data_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["id"] for line in lines] == ["a", "b", "c"]
-    assert lines[0]["answer"] == "Brigadier General Ahmad Reza Radan"
+    assert lines[0]["kind"] in ("answer", "quotes") and lines[0]["quotes"]
+    assert "Radan" in lines[0]["answer"] or lines[0]["answer"] == ""
     assert "Radan" not in lines[1]["answer"]
     assert lines[2]["abstained"] is True and lines[2]["answer"] == ""
 
 
 def test_cli_ask_text(copy_data_dir: Path) -> None:
-    result = run_cli("ask", "who signed with Zolotov?", data_dir=copy_data_dir)
+    result = run_cli("ask", NOURI, data_dir=copy_data_dir)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Brigadier General Ahmad Reza Radan")
+    assert result.stdout.startswith("FC Yauza Moscow\n")
+    assert "Arash Nouri" in result.stdout and "(fictional)" in result.stdout
+    result = run_cli("ask", "who signed with Zolotov?", data_dir=copy_data_dir)
     assert SEED_QUOTE in result.stdout and "IFP Media Wire" in result.stdout

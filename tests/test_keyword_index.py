@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 from corpus.models import ArticleDraft
 from corpus.store import Store
 from embeddings.embedder import HashEmbedder
@@ -12,6 +14,7 @@ from embeddings.index_dir import IndexDirectory
 from embeddings.keyword_index import KeywordIndex
 from embeddings.search import SearchService
 from embeddings.token_cache import TokenCache
+from embeddings.tokenize import tokenize
 
 TEXTS = {
     "crane": "Harbour crane\nThe harbour crane at Vell was repaired on Monday.",
@@ -74,3 +77,28 @@ async def test_index_updates_tokenize_only_new_chunks(store: Store, tmp_path: Pa
     await svc.update()
     assert tokens.tokenized == before + 1
     assert (await svc.search("ferry crews walked out"))[0].article.title == "Ferry"
+
+
+def test_search_scores_as_bm25s_does_and_filters_by_mask() -> None:
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(40)]
+    texts = [" ".join(rng.choice(words, 12)) for _ in range(300)]
+    ids = list(range(1000, 1300))
+    index = KeywordIndex.build(ids, texts)
+    retriever = index._retriever
+    assert retriever is not None
+    for query in ["w1 w2 w3", "w7 w7 w30", "w39", "w5 w11 w17 w23 w29"]:
+        terms = [t for t in tokenize(query) if t in retriever.vocab_dict]
+        expected = retriever.get_scores(terms)  # bm25s' own sums
+        term_ids = [retriever.vocab_dict[t] for t in terms]
+        assert np.array_equal(index.scores(term_ids), expected)
+        found = index.search(query, 20)
+        best = sorted(expected[expected > 0], reverse=True)[:20]
+        assert [s for _, s in found] == [float(s) for s in best]
+        assert all(expected[cid - 1000] == s for cid, s in found)
+        allowed = np.array(ids[::3])
+        masked = index.search(query, 20, mask=index.mask(allowed))
+        assert masked == index.search(query, 20, allowed)
+        assert masked and {cid for cid, _ in masked} <= set(allowed.tolist())
+        scores_allowed = sorted((expected[a - 1000] for a in allowed), reverse=True)[:20]
+        assert [s for _, s in masked] == [float(s) for s in scores_allowed if s > 0]

@@ -102,7 +102,7 @@ def test_entrypoint_is_the_console_script(docker, pyproject) -> None:
     scripts = pyproject["project"]["scripts"]
     (entrypoint,) = args_of(docker, "ENTRYPOINT")
     assert json.loads(entrypoint) == ["newsbot"], "exec form, so signals reach newsbot"
-    assert scripts["newsbot"] == "bot.cli:main"
+    assert scripts["newsbot"] == "bot.cli:console_main"
     (cmd,) = args_of(docker, "CMD")
     assert json.loads(cmd) == ["run"]
 
@@ -231,7 +231,7 @@ def test_the_wheel_holds_the_cli_and_the_samples(tmp_path: Path, pyproject) -> N
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "newsbot = bot.cli:main" in zf.read(entry_points).decode()
+        assert "newsbot = bot.cli:console_main" in zf.read(entry_points).decode()
     for needed in (
         "bot/cli.py",
         "bot/commands/__init__.py",

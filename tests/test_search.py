@@ -178,7 +178,7 @@ async def test_seed_passage_ranks_first_with_the_real_model(copy_data_dir: Path)
         hits = await services.search.search("who signed with Zolotov?", k=5)
         assert "Radan inked the deal" in hits[0].chunk.text
         assert hits[0].article.source == "IFP Media Wire"
-        assert services.embedder.name.startswith("all-MiniLM-L6-v2@")
+        assert services.embedder.name.split("@")[0] == "all-MiniLM-L6-v2"  # older: "name@precision"
     finally:
         await services.close()
 
@@ -203,3 +203,72 @@ def test_dense_filter_returns_only_allowed_ids() -> None:
         for row in range(0, 500, 25):
             found = [i for i, _ in index.search(vectors[row], 50, allowed)]
             assert found and set(found) <= set(allowed.tolist()), (kind, row)
+
+
+def test_fast_scan_finds_what_exact_search_finds(monkeypatch) -> None:
+    import embeddings.dense_index as dense_index
+
+    monkeypatch.setattr(dense_index, "SCAN_MIN", 100)
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((20, 32)).astype(np.float32)
+    vectors = centers[rng.integers(0, 20, 3000)] + 0.6 * rng.standard_normal((3000, 32))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(5000, 8000)
+    fast = DenseIndex.build(32, "flat", ids, vectors)
+    fast.prepare()
+    assert fast._scan is not None
+    monkeypatch.setattr(dense_index, "SCAN_MIN", 10**9)
+    exact = DenseIndex.build(32, "flat", ids, vectors)
+    monkeypatch.setattr(dense_index, "SCAN_MIN", 100)
+    queries = vectors[rng.integers(0, 3000, 20)] + 0.3 * rng.standard_normal((20, 32))
+    for allowed in (None, ids[ids % 4 != 0], ids[::10]):  # none, 75%, 10% (exact fallback)
+        prepared = fast.id_filter(allowed) if allowed is not None else None
+        for q in queries.astype(np.float32):
+            want = exact.search(q, 50, allowed)
+            assert fast.search(q, 50, prepared) == want
+            assert fast.search(q, 50, allowed) == want
+    # A copy-on-write update keeps the codebook and still finds the same.
+    updated = fast.copy()
+    updated.remove(ids[:500])
+    updated.prepare(fast)
+    assert updated._scan is not None and updated._scan.trained_on == 3000
+    exact.remove(ids[:500])
+    for q in queries.astype(np.float32):
+        assert updated.search(q, 20) == exact.search(q, 20)
+
+
+async def test_cached_rows_never_outlive_a_store_change(store: Store, tmp_path: Path) -> None:
+    a = await store.save_article(draft("Crane", "The harbour crane at Vell was repaired."))
+    await store.save_article(draft("Crane again", "Vell's harbour crane broke down again."))
+    svc = await service(store, tmp_path)
+    first = await svc.search("harbour crane Vell", k=5)
+    assert {h.article.id for h in first} == {a, a + 1}
+    assert await svc.search("harbour crane Vell", k=5) == first  # from the row cache
+    await store.delete_article(a)  # the index is not updated: the store decides
+    assert [h.article.id for h in await svc.search("harbour crane Vell", k=5)] == [a + 1]
+    await store.save_article(
+        draft("Crane, corrected", "Vell's harbour crane broke down twice."), replace_id=a + 1
+    )
+    assert await svc.search("harbour crane Vell", k=5) == []  # its old chunks are gone
+    await svc.update()
+    hits = await svc.search("harbour crane Vell", k=5)
+    assert [h.article.title for h in hits] == ["Crane, corrected"]
+    assert hits[0].article.text[hits[0].chunk.start : hits[0].chunk.end] == hits[0].chunk.text
+
+
+async def test_filters_are_prepared_once_per_index_version(store: Store, tmp_path: Path) -> None:
+    for day in ("2023-01-05", "2023-02-05", "2023-03-05"):
+        await store.save_article(draft(f"Storm {day}", f"Storm warning for Vell on {day}.", day))
+    svc = await service(store, tmp_path)
+    until = SearchFilters(until=date(2023, 2, 10))
+    titles = [h.article.title for h in await svc.search("storm warning Vell", filters=until)]
+    assert titles and set(titles) == {"Storm 2023-01-05", "Storm 2023-02-05"}
+    live = svc._live
+    assert live is not None and len(live.filters) == 1
+    await svc.search("storm Vell", filters=SearchFilters(until=date(2023, 2, 10)))
+    assert len(live.filters) == 1  # the same filter, reused
+    await store.save_article(draft("Storm late", "Storm warning for Vell, late.", "2023-02-08"))
+    await svc.update()
+    assert svc._live is not live and not svc._live.filters  # a new version starts afresh
+    titles = [h.article.title for h in await svc.search("storm warning Vell", filters=until)]
+    assert "Storm late" in titles

@@ -52,8 +52,18 @@ def test_private_question_gets_quoted_answer(api: FakeBotApi, bot) -> None:
     assert "IFP Media Wire" in reply["text"]
     assert reply["reply_to_message"]["message_id"] == asked["message_id"]
     kinds = {e["type"] for e in reply.get("entities", [])}
-    assert {"bold", "blockquote"} <= kinds
+    # A short answer in bold, or (reader not sure enough) the quotes introduced in italics.
+    assert "blockquote" in kinds and kinds & {"bold", "italic"}
     assert any(c.params.get("action") == "typing" for c in api.calls("sendChatAction"))
+
+
+def test_a_sure_short_answer_is_bold_above_its_quote(api: FakeBotApi, bot) -> None:
+    api.private_message(USER + 20, "Which club signed Iranian striker Arash Nouri?")
+    reply = api.wait_for_message(USER + 20, contains="Yauza", timeout=30)
+    assert reply["text"].startswith("FC Yauza Moscow\n")
+    bold = [e for e in reply["entities"] if e["type"] == "bold"]
+    assert bold and bold[0]["offset"] == 0 and bold[0]["length"] == len("FC Yauza Moscow")
+    assert "have signed Iranian striker Arash Nouri" in reply["text"]
 
 
 def test_more_sources_button(api: FakeBotApi, bot) -> None:
@@ -235,3 +245,23 @@ def test_rate_limit_is_friendly(api: FakeBotApi, bot) -> None:
     for _ in range(32):
         api.private_message(USER + 10, "Who won the 2022 World Cup?")
     api.wait_for_message(USER + 10, contains="faster than I can read", timeout=60)
+
+
+def test_quotes_only_answer_when_no_short_answer_is_sure(
+    sample_data_dir: Path, tmp_path: Path
+) -> None:
+    """The third form: strong evidence but no short answer (here: the reader turned off)."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_data_dir, data, symlinks=True)
+    with FakeBotApi() as api:
+        process = BotProcess(api, data, reader_weights="off")
+        process.start()
+        try:
+            api.private_message(USER, "who signed with Zolotov?")
+            reply = api.wait_for_message(USER, contains="Here is what the articles say", timeout=30)
+            assert "Zolotov" in reply["text"] and "IFP Media Wire" in reply["text"]
+            kinds = {e["type"] for e in reply.get("entities", [])}
+            assert {"italic", "blockquote"} <= kinds and "bold" not in kinds
+        finally:
+            code = process.stop()
+        assert code in (0, -2, -9, 130), process.log_tail()

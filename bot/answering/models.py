@@ -34,12 +34,18 @@ class Quote:
         }
 
 
+QUOTES_ONLY_TEXT = "Here is what the articles say:"
+
+
 @dataclass(frozen=True)
 class Answer:
-    """A short answer with the quotes that support it, or an explicit abstention.
+    """A short answer with the quotes that support it, the quotes alone, or an abstention.
 
-    ``quotes`` holds up to three quotes to show first; ``more_quotes`` further ones
-    ("more sources").
+    Its ``kind``: ``answer`` (a short answer likely right, with its quotes), ``quotes``
+    (strong evidence but no answer sure enough to state: ``text`` is empty) or
+    ``not_found``. ``quotes`` holds up to three quotes to show first; ``more_quotes``
+    further ones ("more sources"). ``confidence`` is the reader's probability that the
+    short answer is right (for quotes and not_found, of the answer it did not show).
     """
 
     question: str
@@ -54,12 +60,26 @@ class Answer:
     method: str = "extractive"
     notes: tuple[str, ...] = field(default=())
 
+    @property
+    def kind(self) -> str:
+        """``answer``, ``quotes`` or ``not_found``."""
+        if self.abstained:
+            return "not_found"
+        return "answer" if self.text else "quotes"
+
+    @property
+    def headline(self) -> str:
+        """What goes above the quotes: the short answer, or the quotes-only lead-in."""
+        return self.text or QUOTES_ONLY_TEXT
+
     def as_json(self) -> dict[str, Any]:
         """The answer as the CLI's JSON object."""
         return {
             "question": self.question,
             "answer": "" if self.abstained else self.text,
             "abstained": self.abstained,
+            "kind": self.kind,
+            "confidence": round(self.confidence, 4),
             "quotes": [q.as_json() for q in self.quotes],
         }
 

@@ -34,7 +34,7 @@ def format_answer(answer: Answer) -> str:
     """An answer for the terminal: the short answer, then numbered quotes with sources."""
     if answer.abstained:
         return answer.not_found_text
-    lines = [answer.text, ""]
+    lines = [answer.headline, ""]
     for i, q in enumerate(answer.quotes, start=1):
         lines.append(f"[{i}] “{q.text}”")
         where = ", ".join(str(x) for x in (q.source, q.title, q.published_at) if x)
@@ -44,7 +44,7 @@ def format_answer(answer: Answer) -> str:
 
 async def _engine(settings: Settings) -> tuple[Services, AnswerEngine]:
     services = await Services.open(settings)
-    return services, services.answers()
+    return services, await services.answers()
 
 
 async def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:

@@ -63,7 +63,7 @@ async def post_init(application: Application) -> None:
     """Open the services and publish the command menus."""
     state = state_of(application.bot_data)
     state.services = await Services.open(state.settings)
-    state.engine = state.services.answers()
+    state.engine = await state.services.answers()
     state.sender = DeliverySender(state.services.store, notify_admins=_admin_notifier(application))
     await state.services.topic_matcher()
     stats = await state.services.store.stats()

@@ -44,7 +44,8 @@ def answer_blocks(answer: Answer) -> list[str]:
     """The HTML blocks of an answer, in order."""
     if answer.abstained:
         return [escape(answer.not_found_text)]
-    return [f"<b>{escape(answer.text)}</b>", *(quote_block(q) for q in answer.quotes)]
+    head = f"<b>{escape(answer.text)}</b>" if answer.text else f"<i>{escape(answer.headline)}</i>"
+    return [head, *(quote_block(q) for q in answer.quotes)]
 
 
 def pack(blocks: list[str], limit: int = SAFE_LIMIT) -> list[str]:
@@ -78,7 +79,7 @@ def plain_text(answer: Answer) -> list[str]:
     """The answer without markup, for when Telegram rejects the HTML."""
     if answer.abstained:
         return [answer.not_found_text]
-    blocks = [answer.text]
+    blocks = [answer.headline]
     for q in answer.quotes:
         where = ", ".join(str(p) for p in (q.source, q.title, q.published_at) if p)
         blocks.append(f"“{q.text}”\n— {where}" + (f"\n{q.url}" if q.url else ""))
