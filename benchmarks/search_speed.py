@@ -386,13 +386,14 @@ async def main_async(args: argparse.Namespace, corpus_root: Path) -> None:
     queries = evenly_spaced(all_questions, args.queries)
 
     data_dir = args.data_dir or common.default_cache_dir("realtimeqa", ())
-    # <- the machine header line goes first in the output, here.
     print(f"data directory: {data_dir}  (kept, shared with benchmarks/retrieval.py)")
     settings = Settings(data_dir=data_dir)
     await common.ensure_corpus(settings.db_path, corpus_root)
     common.log("loading the model, opening the index of the real corpus (embeds if needed) ...")
     services = await Services.open(settings)  # the model as the bot loads it
     embedder = services.embedder
+    common.print_machine_header(getattr(embedder, "precision", None))
+    print(f"queries encoded by: {getattr(embedder, 'query_engine', '-')}")
     try:
         rows = await services.store.chunk_rows_for_index()
         stored = await services.store.vectors_for(embedder.name, (r.content_hash for r in rows))

@@ -475,6 +475,7 @@ def report(args: argparse.Namespace) -> None:
 
     held = held_out_reading(common.require_data("reading-qa", prog="train_reader.py"))
     reader = SpanReader(Path(args.out))
+    common.print_machine_header(reader.precision)
     started = time.perf_counter()
     figures = evaluate_reading(reader.read, held, args.eval_questions)
     seconds = time.perf_counter() - started

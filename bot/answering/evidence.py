@@ -119,4 +119,3 @@ def score_sentences(
             out.append(Evidence(article, s, e, score, coverage, names_found, chunk))
     out.sort(key=lambda ev: -ev.score)
     return out
-
