@@ -31,7 +31,6 @@ import asyncio
 import collections
 import json
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -185,37 +184,21 @@ def ranking_figures(records: list[Record], by_reader: bool) -> list[float]:
 
 async def sample_records(embedder: Any, read: int, window: int) -> tuple[list[Record], list[dict]]:
     """Traces of the sample questions on the shipped sample corpus (a temporary data dir)."""
-    from bot.services import Services
-    from bot.settings import Settings
-    from corpus.ingest import ingest_results
-    from corpus.readers.dispatch import read_path
-    from corpus.store import Store
-
     items = [json.loads(x) for x in SAMPLE_QUESTIONS.read_text().splitlines() if x.strip()]
-    with tempfile.TemporaryDirectory(prefix="newsbot-bench-samples-") as tmp:
-        settings = Settings(data_dir=Path(tmp))
-        store = await Store.open(settings.db_path)
-        await ingest_results(store, read_path(common.REPO_ROOT / "corpus" / "samples"))
-        await store.close()
-        services = await Services.open(settings, embedder=embedder)
-        try:
-            engine = await services.answers()
-            engine.read_passages = read
-            engine.window_words = window
-            records = []
-            for item in items:
-                trace = await engine.trace(item["question"], date(2023, 9, 1))
-                record = Record("sample", item["answer"] or "", trace.weak)
-                if trace.finding is not None:
-                    record.finding = trace.finding.text
-                    record.confidence = trace.finding.confidence
-                    record.found = trace.finding
-                    record.quote_texts = [
-                        trace.finding.article.text[slice(*trace.finding.sentence)]
-                    ]
-                records.append(record)
-        finally:
-            await services.close()
+    records = []
+    async with common.sample_corpus_services(embedder, "newsbot-bench-samples-") as services:
+        engine = await services.answers()
+        engine.read_passages = read
+        engine.window_words = window
+        for item in items:
+            trace = await engine.trace(item["question"], date(2023, 9, 1))
+            record = Record("sample", item["answer"] or "", trace.weak)
+            if trace.finding is not None:
+                record.finding = trace.finding.text
+                record.confidence = trace.finding.confidence
+                record.found = trace.finding
+                record.quote_texts = [trace.finding.article.text[slice(*trace.finding.sentence)]]
+            records.append(record)
     return records, items
 
 

@@ -12,6 +12,7 @@ for its thread count): the heavy imports happen in the benchmarks, after the dat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import string
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -355,6 +356,28 @@ def print_machine_header(precision: str | None = None, *, import_torch: bool = T
     print(machine_header(precision, import_torch=import_torch))
     print()
     sys.stdout.flush()
+
+
+@contextlib.asynccontextmanager
+async def sample_corpus_services(embedder: Any, prefix: str) -> AsyncIterator[Any]:
+    """Services over the shipped sample corpus, ingested into a temporary data directory
+    (indexed with ``embedder``); removed afterwards."""
+    from bot.services import Services
+    from bot.settings import Settings
+    from corpus.ingest import ingest_results
+    from corpus.readers.dispatch import read_path
+    from corpus.store import Store
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        store = await Store.open(settings.db_path)
+        await ingest_results(store, read_path(REPO_ROOT / "corpus" / "samples"))
+        await store.close()
+        services = await Services.open(settings, embedder=embedder)
+        try:
+            yield services
+        finally:
+            await services.close()
 
 
 def log(message: str) -> None:

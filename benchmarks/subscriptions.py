@@ -58,7 +58,6 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -344,37 +343,24 @@ def print_calibration(pairs: Pairs, n_topics: int, weight: float, threshold: flo
 
 async def sample_check(embedder: Any) -> None:
     """Which sample articles each probe topic matches, with the matcher's defaults."""
-    from bot.services import Services
-    from bot.settings import Settings
     from bot.subscriptions.matcher import TopicMatcher
-    from corpus.ingest import ingest_results
-    from corpus.readers.dispatch import read_path
-    from corpus.store import Store
     from corpus.subscription_repo import Subscription
 
-    with tempfile.TemporaryDirectory(prefix="newsbot-subs-") as tmp:
-        settings = Settings(data_dir=Path(tmp))
-        store = await Store.open(settings.db_path)
-        await ingest_results(store, read_path(common.REPO_ROOT / "corpus" / "samples"))
-        await store.close()
-        services = await Services.open(settings, embedder=embedder)
-        try:
-            matcher = TopicMatcher(embedder, services.search.idf)
-            for i, probe in enumerate(PROBES):
-                matcher.add(Subscription(i, i, "topic", probe, None))
-            articles = await services.store.all_articles()
-            found: dict[int, list[str]] = defaultdict(list)
-            seed_rows = []
-            for article in articles:
-                vectors = await matcher.chunk_vectors(services.store, article)
-                score, semantic, keyword = matcher.scores(article, vectors)
-                seed_rows.append(
-                    [article.title[:60], float(score[0]), float(semantic[0]), float(keyword[0])]
-                )
-                for m in matcher.match(article, vectors):
-                    found[m.subscription_id].append(f"{article.title[:40]} ({m.score:.2f})")
-        finally:
-            await services.close()
+    async with common.sample_corpus_services(embedder, "newsbot-subs-") as services:
+        matcher = TopicMatcher(embedder, services.search.idf)
+        for i, probe in enumerate(PROBES):
+            matcher.add(Subscription(i, i, "topic", probe, None))
+        articles = await services.store.all_articles()
+        found: dict[int, list[str]] = defaultdict(list)
+        seed_rows = []
+        for article in articles:
+            vectors = await matcher.chunk_vectors(services.store, article)
+            score, semantic, keyword = matcher.scores(article, vectors)
+            seed_rows.append(
+                [article.title[:60], float(score[0]), float(semantic[0]), float(keyword[0])]
+            )
+            for m in matcher.match(article, vectors):
+                found[m.subscription_id].append(f"{article.title[:40]} ({m.score:.2f})")
     common.print_table(
         ["sample article", "score", "semantic", "keyword"],
         sorted(seed_rows, key=lambda r: -r[1]),

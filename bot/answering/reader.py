@@ -74,13 +74,13 @@ class Reading:
         for span in self.spans:
             key = " ".join(span.text.lower().split()).strip(" .,;:'\"“”‘’")
             prob = math.exp(span.logprob)
-            for gkey, members, total in groups:
+            for gkey, members, mass in groups:
                 if gkey == key or any(
                     m.passage == span.passage and m.start < span.end and span.start < m.end
                     for m in members
                 ):
                     members.append(span)
-                    total[0] += prob
+                    mass[0] += prob
                     break
             else:
                 groups.append((key, [span], [prob]))
