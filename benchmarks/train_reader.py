@@ -79,7 +79,7 @@ def is_held_out(file: str, title: str) -> bool:
 
 
 def held_out_reading(root: Path) -> list[dict[str, Any]]:
-    """The held-out reading questions alone (what ``load_reading`` sets aside)."""
+    """The held-out reading questions (``{"file", "question", "context", "answers"}``)."""
     held = []
     for name in READING_FILES:
         for article in json.loads((root / name).read_text(encoding="utf-8"))["data"]:
@@ -119,35 +119,25 @@ def _cut(text: str, start: int, max_words: int) -> str:
     return text[start : start + words[max_words - 1].end()]
 
 
-def load_reading(root: Path, rng: random.Random) -> tuple[list[Group], list[dict[str, Any]]]:
-    """Training groups and held-out questions (``{"question", "context", "answers"}``)."""
+def load_reading(root: Path, rng: random.Random) -> list[Group]:
+    """Training groups of every question outside the held-out articles."""
     train: list[Group] = []
-    held: list[dict[str, Any]] = []
     for name in READING_FILES:
-        data = json.loads((root / name).read_text(encoding="utf-8"))["data"]
-        for article in data:
-            title = str(article.get("title", ""))
+        for article in json.loads((root / name).read_text(encoding="utf-8"))["data"]:
+            if is_held_out(name, str(article.get("title", ""))):
+                continue  # see held_out_reading
             paragraphs = article["paragraphs"]
             for pi, para in enumerate(paragraphs):
-                context = para["context"]
                 for qa in para["qas"]:
                     answers = [a for a in qa["answers"] if a["text"].strip()]
                     if not answers:
                         continue
-                    if is_held_out(name, title):
-                        held.append(
-                            {
-                                "file": name,
-                                "question": qa["question"],
-                                "context": context,
-                                "answers": [a["text"] for a in answers],
-                            }
-                        )
-                        continue
                     others = [p["context"] for j, p in enumerate(paragraphs) if j != pi]
                     others = [o for o in others if answers[0]["text"] not in o]
-                    train.append(_reading_group(qa["question"], context, answers[0], others, rng))
-    return train, held
+                    train.append(
+                        _reading_group(qa["question"], para["context"], answers[0], others, rng)
+                    )
+    return train
 
 
 def _reading_group(
@@ -358,7 +348,8 @@ def train(args: argparse.Namespace) -> None:
     reading_root = common.require_data("reading-qa", prog="train_reader.py")
     news_root = common.require_data("realtimeqa-train", prog="train_reader.py")
     common.log("building training groups ...")
-    reading_train, held = load_reading(reading_root, rng)
+    reading_train = load_reading(reading_root, rng)
+    held = held_out_reading(reading_root)
     news = load_news(news_root, rng)
     with_answer = sum(1 for g in news if any(g.answers))
     common.log(
@@ -461,7 +452,6 @@ def train(args: argparse.Namespace) -> None:
     }
     save_file(state, str(out), metadata=meta)
     common.log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    (work / "held_out.json").write_text(json.dumps(held))
 
 
 def _pad(torch: Any, tensor: Any, width: int) -> Any:

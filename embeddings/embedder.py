@@ -270,11 +270,9 @@ class HashEmbedder:
             for token in re.findall(r"\w+", text.lower()):
                 seed = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest())
                 out[row] += np.random.default_rng(seed).standard_normal(self._dim)
-            norm = np.linalg.norm(out[row])
-            out[row] = out[row] / norm if norm else out[row]
         if progress:
             progress(len(texts), len(texts))
-        return out
+        return unit_rows(out)
 
 
 def load_embedder(model: str, precision: str = "auto", cache_dir: Path | None = None) -> Embedder:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.embedder import resolve_model_path
+from embeddings.embedder import resolve_model_path, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ class OnnxQueryEncoder:
         # Mean over the real tokens only, as sentence-transformers' Pooling(mean) does.
         mask = feeds["attention_mask"][..., None].astype(np.float32)
         summed = (tokens * mask).sum(axis=1)
-        vectors = summed / np.clip(mask.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+        return unit_rows(summed / np.clip(mask.sum(axis=1), 1e-9, None))
 
     def _cache_key(self) -> str:
         """Hash of the weights and of the exporter's and runtime's versions."""

@@ -125,13 +125,14 @@ def choose_precision(
     key = machine_key(model)
     places = [cache_dir, machine_cache_dir()] if cache_dir is not None else []
     with _lock:
-        cached = _memo.get(key)
-        for place in places:
-            cached = cached or _read_cache(place, key)
+        if key in _memo:
+            return _memo[key]
+        found = {place: _read_cache(place, key) for place in places}
+        cached = next((c for c in found.values() if c), None)
         if cached is not None:
             _memo[key] = cached
-            for place in places:
-                if _read_cache(place, key) is None:
+            for place, entry in found.items():
+                if entry is None:
                     _write_cache(place, cached)  # the data directory keeps its own copy
             return cached
         choice = _calibrate(key, run, repeats, candidates)

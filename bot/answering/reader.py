@@ -327,13 +327,13 @@ class SpanReader:
         from embeddings.precision import choose_precision
 
         models = {"fp32": self._model}
-        texts = calibration_texts(count=8, words=90)
         question = "Who signed the memorandum with Russia's Interior Ministry?"
+        enc = encode_pairs(self._tokenizer, question, calibration_texts(count=8, words=90))
 
         def run(precision: str) -> np.ndarray:
             if precision not in models:
                 models[precision] = copy.deepcopy(self._model).to(torch.bfloat16)
-            start, end = self._logits(models[precision], question, texts)
+            start, end = self._logits(models[precision], enc)
             return np.concatenate([start, end], axis=1)
 
         key = f"reader {self.weights.name} {self.weights.stat().st_size}"
@@ -362,17 +362,17 @@ class SpanReader:
             return Reading((), 0.0)
         return await asyncio.wrap_future(self._worker.submit(self._read, question, list(passages)))
 
-    def _logits(self, model: Any, question: str, passages: list[str]) -> tuple[Any, Any]:
+    @staticmethod
+    def _logits(model: Any, enc: Any) -> tuple[Any, Any]:
         import torch
 
-        enc = encode_pairs(self._tokenizer, question, passages)
         with torch.inference_mode():
             start, end = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
         return start.float().numpy(), end.float().numpy()
 
     def _read(self, question: str, passages: list[str]) -> Reading:
         enc = encode_pairs(self._tokenizer, question, passages)
-        start, end = self._logits(self._model, question, passages)
+        start, end = self._logits(self._model, enc)
         return decode_spans(start, end, passage_mask(enc), enc["offset_mapping"].numpy(), passages)
 
 
