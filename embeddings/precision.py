@@ -32,6 +32,7 @@ PRECISIONS = ("fp32", "bf16")
 MIN_COSINE = 0.99  # lowest row-wise cosine to fp32 a faster precision may have
 CACHE_FILE = "precision.json"
 _memo: dict[str, Choice] = {}  # per process, for callers without a data directory
+_holding: set[tuple[str, Path]] = set()  # (key, cache dir) known to hold the choice
 _lock = threading.Lock()
 
 
@@ -125,20 +126,22 @@ def choose_precision(
     key = machine_key(model)
     places = [cache_dir, machine_cache_dir()] if cache_dir is not None else []
     with _lock:
-        if key in _memo:
-            return _memo[key]
-        found = {place: _read_cache(place, key) for place in places}
-        cached = next((c for c in found.values() if c), None)
+        # Once a choice is in memory, only a data directory not yet seen is read.
+        unseen = [p for p in places if key not in _memo or (key, p) not in _holding]
+        found = {place: _read_cache(place, key) for place in unseen}
+        cached = _memo.get(key) or next((c for c in found.values() if c), None)
         if cached is not None:
             _memo[key] = cached
             for place, entry in found.items():
                 if entry is None:
                     _write_cache(place, cached)  # the data directory keeps its own copy
+                _holding.add((key, place))
             return cached
         choice = _calibrate(key, run, repeats, candidates)
         _memo[key] = choice
         for place in places:
             _write_cache(place, choice)
+            _holding.add((key, place))
     log.info(
         "precision for %s: %s (calibration: %s)",
         model,

@@ -17,6 +17,7 @@ def both_precisions(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Te
     process and in the user's cache)."""
     monkeypatch.setattr(prec, "available_precisions", lambda: ("fp32", "bf16"))
     monkeypatch.setattr(prec, "_memo", {})
+    monkeypatch.setattr(prec, "_holding", set())
     machine = tmp_path_factory.mktemp("machine-cache")
     monkeypatch.setattr(prec, "machine_cache_dir", lambda: machine)
     return machine
