@@ -134,4 +134,26 @@ MIGRATIONS: list[str] = [
     UPDATE subscriptions SET query_model = substr(query_model, 1, instr(query_model, '@') - 1)
         WHERE instr(query_model, '@') > 0;
     """,
+    # 5: hardening. "More sources" quotes kept per chat with a random key (they survive
+    # restarts and no chat can read another's); articles waiting to be routed to their
+    # followers, written in the same transaction as the article, so a crash can delay a
+    # push but never lose it; channels wait for a bot admin's approval before their posts
+    # count as news (channels already added were added by admins or their own admins, and
+    # stay approved); a daily digest that fails backs off instead of retrying every tick.
+    """
+    CREATE TABLE more_quotes (
+        key TEXT PRIMARY KEY,
+        chat_id INTEGER NOT NULL,
+        quotes TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX more_quotes_created ON more_quotes(created_at);
+    CREATE TABLE route_queue (
+        article_id INTEGER PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE channel_sources ADD COLUMN status TEXT NOT NULL DEFAULT 'approved';
+    ALTER TABLE chats ADD COLUMN digest_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chats ADD COLUMN digest_retry_at TEXT;
+    """,
 ]
