@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Answer questions about the news from a corpus of articles, with quotes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # No abbreviations: the top-level parser would otherwise read ``run --webhook URL``
+        # as an ambiguous prefix of the --webhook-secret/--webhook-path/... setting flags.
+        allow_abbrev=False,
     )
     parser.add_argument("--data-dir", help="data directory (NEWSBOT_DATA_DIR, default ./data)")
     parser.add_argument("--model", help="embedding model name or path (NEWSBOT_MODEL)")
@@ -84,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
+    if settings.crash_at:  # fault tests: kill -9 at a named step
+        from corpus import faults
+
+        faults.arm(settings.crash_at)
     try:
         result = args.handler(settings, args)
         if asyncio.iscoroutine(result):

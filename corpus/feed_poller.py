@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 
+from corpus.faults import crash_point
 from corpus.feed_repo import Feed, FeedRepo
 from corpus.feedparse import FeedEntry, FeedParseError, ParsedFeed, parse_feed
 from corpus.fetch import (
@@ -256,8 +257,16 @@ async def _process_entry(
             if draft.permanent:
                 await repo.mark_seen(ctx.feed_id, entry.guid, None)
             return draft.permanent
-        article_id = await ingest_one(store, draft, report)
-        await repo.mark_seen(ctx.feed_id, entry.guid, article_id)
+        # The entry is marked seen in the same transaction as its article (or, for a
+        # duplicate, right after): a crash in between can neither lose the article nor
+        # leave the entry seen without it.
+        failed = len(report.failed)
+        link = repo.entry_linker(ctx.feed_id, entry.guid)
+        article_id = await ingest_one(store, draft, report, link=link)
+        if article_id is None:  # refused for good (another outlet's URL)
+            result.failed_entries.extend((label, reason) for _, reason in report.failed[failed:])
+            await repo.mark_seen(ctx.feed_id, entry.guid, None)
+        crash_point("poll.after_entry")
         return True
     except Exception as exc:  # one entry never stops the others
         log.exception("feed %d: entry %s failed", ctx.feed_id, label)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corpus.store import Store
+import aiosqlite
+
+from corpus.store import ArticleLinker, Store
 
 MAX_BACKOFF = timedelta(hours=12)
 
@@ -43,11 +45,20 @@ class Feed:
 
 @dataclass(frozen=True)
 class ChannelSource:
-    """A Telegram channel whose posts become articles."""
+    """A Telegram channel whose posts become articles once a bot admin approved it."""
 
     chat_id: int
     title: str
     username: str | None
+    status: str = "approved"  # pending | approved
+
+    @property
+    def approved(self) -> bool:
+        """Whether its posts count as news."""
+        return self.status == "approved"
+
+
+_CHANNEL_COLUMNS = "chat_id, title, username, status"
 
 
 _FEED_COLUMNS = (
@@ -184,16 +195,17 @@ class FeedRepo:
     async def mark_seen(self, feed_id: int, guid: str, article_id: int | None) -> None:
         """Remember an entry (and the article it became), and where the article came from."""
         async with self.store.transaction() as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO feed_entries (feed_id, guid, article_id, seen_at)"
-                " VALUES (?, ?, ?, ?)",
-                [feed_id, guid, article_id, _ts(utcnow())],
-            )
-            if article_id is not None:
-                await db.execute(
-                    "INSERT OR IGNORE INTO article_origins (article_id, feed_id) VALUES (?, ?)",
-                    [article_id, feed_id],
-                )
+            await _write_entry(db, feed_id, guid, article_id)
+
+    @staticmethod
+    def entry_linker(feed_id: int, guid: str) -> ArticleLinker:
+        """Marks the entry seen in the same transaction as the article it became, so a
+        crash never leaves an entry seen without its article (nor the reverse)."""
+
+        async def link(db: aiosqlite.Connection, article_id: int) -> None:
+            await _write_entry(db, feed_id, guid, article_id)
+
+        return link
 
     async def feed_of(self, article_id: int) -> int | None:
         """The feed an article came from, if any."""
@@ -205,16 +217,37 @@ class FeedRepo:
     # -- channel sources ------------------------------------------------------------
 
     async def add_channel(
-        self, chat_id: int, title: str, username: str | None, enabled_by: int | None
-    ) -> None:
-        """Enable a channel as a source (idempotent; refreshes title and username)."""
+        self,
+        chat_id: int,
+        title: str,
+        username: str | None,
+        enabled_by: int | None,
+        *,
+        approved: bool = True,
+    ) -> ChannelSource:
+        """Record a channel as a source, approved (a bot admin asked) or pending (the
+        channel asked); refreshes its title and username, and never un-approves it."""
+        status = "approved" if approved else "pending"
         async with self.store.transaction() as db:
             await db.execute(
-                "INSERT INTO channel_sources (chat_id, title, username, enabled_by, created_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET"
-                " title = excluded.title, username = excluded.username",
-                [chat_id, title, username, enabled_by, _ts(utcnow())],
+                "INSERT INTO channel_sources (chat_id, title, username, enabled_by, created_at,"
+                " status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET"
+                " title = excluded.title, username = excluded.username,"
+                " status = CASE WHEN status = 'approved' THEN 'approved' ELSE excluded.status END",
+                [chat_id, title, username, enabled_by, _ts(utcnow()), status],
             )
+        found = await self.channel(chat_id)
+        assert found is not None
+        return found
+
+    async def approve_channel(self, chat_id: int, approved_by: int) -> ChannelSource | None:
+        """A bot admin's approval of a pending channel; None when no channel asked."""
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE channel_sources SET status = 'approved', enabled_by = ? WHERE chat_id = ?",
+                [approved_by, chat_id],
+            )
+        return await self.channel(chat_id)
 
     async def remove_channel(self, chat_id: int) -> bool:
         """Stop taking posts from a channel (its articles stay)."""
@@ -225,21 +258,41 @@ class FeedRepo:
     async def channel(self, chat_id: int) -> ChannelSource | None:
         """The channel source with this chat id."""
         row = await self.store.fetchone(
-            "SELECT chat_id, title, username FROM channel_sources WHERE chat_id = ?", [chat_id]
+            f"SELECT {_CHANNEL_COLUMNS} FROM channel_sources WHERE chat_id = ?", [chat_id]
         )
         return ChannelSource(*row) if row else None
 
     async def channels(self) -> list[ChannelSource]:
-        """Every channel source."""
+        """Every channel source, approved or pending."""
         rows = await self.store.fetchall(
-            "SELECT chat_id, title, username FROM channel_sources ORDER BY chat_id"
+            f"SELECT {_CHANNEL_COLUMNS} FROM channel_sources ORDER BY chat_id"
         )
         return [ChannelSource(*r) for r in rows]
 
-    async def mark_channel_article(self, article_id: int, channel_id: int) -> None:
-        """Remember that an article came from a channel."""
-        async with self.store.transaction() as db:
+    @staticmethod
+    def channel_linker(channel_id: int) -> ArticleLinker:
+        """Records the channel an article came from, in the article's transaction."""
+
+        async def link(db: aiosqlite.Connection, article_id: int) -> None:
             await db.execute(
                 "INSERT OR IGNORE INTO article_origins (article_id, channel_id) VALUES (?, ?)",
                 [article_id, channel_id],
             )
+
+        return link
+
+
+async def _write_entry(
+    db: aiosqlite.Connection, feed_id: int, guid: str, article_id: int | None
+) -> None:
+    """A feed entry seen (and the article it became, with the feed as its origin)."""
+    await db.execute(
+        "INSERT OR IGNORE INTO feed_entries (feed_id, guid, article_id, seen_at)"
+        " VALUES (?, ?, ?, ?)",
+        [feed_id, guid, article_id, _ts(utcnow())],
+    )
+    if article_id is not None:
+        await db.execute(
+            "INSERT OR IGNORE INTO article_origins (article_id, feed_id) VALUES (?, ?)",
+            [article_id, feed_id],
+        )

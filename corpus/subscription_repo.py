@@ -1,14 +1,16 @@
-"""Chats, their subscriptions, and the delivery outbox.
+"""Chats, their subscriptions, the route queue and the delivery outbox.
 
-The outbox is durable: a push is a ``deliveries`` row before it is sent, and
-``UNIQUE (chat_id, article_id)`` makes sure an article reaches a chat at most once.
+Both are durable. A new article's ``route_queue`` row is written with the article; routing
+turns it into ``deliveries`` rows and deletes it in one transaction, so an article is
+routed once however often routing is interrupted. ``UNIQUE (chat_id, article_id)`` makes
+sure an article is queued for a chat at most once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from corpus.feed_repo import _ts, utcnow
@@ -221,6 +223,42 @@ class SubscriptionRepo:
             )
             return cur.rowcount > 0
 
+    # -- routing ------------------------------------------------------------------------
+
+    async def routes_waiting(self, limit: int = 100) -> list[int]:
+        """Articles waiting to be routed to their followers, oldest first."""
+        rows = await self.store.fetchall(
+            "SELECT article_id FROM route_queue ORDER BY created_at, article_id LIMIT ?", [limit]
+        )
+        return [r[0] for r in rows]
+
+    async def finish_route(
+        self, article_id: int, pushes: Sequence[tuple[int, int | None, tuple[int, int] | None]]
+    ) -> int:
+        """Queue an article's pushes, (chat, subscription, quote) each, and take it off the
+        route queue, in one transaction; returns how many pushes were new."""
+        now = _ts(utcnow())
+        queued = 0
+        async with self.store.transaction() as db:
+            for chat_id, subscription_id, quote in pushes:
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO deliveries (chat_id, article_id, subscription_id,"
+                    " quote_start, quote_end, not_before, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        chat_id,
+                        article_id,
+                        subscription_id,
+                        quote[0] if quote else None,
+                        quote[1] if quote else None,
+                        now,
+                        now,
+                    ],
+                )
+                queued += cur.rowcount > 0
+            await db.execute("DELETE FROM route_queue WHERE article_id = ?", [article_id])
+        return queued
+
     async def due(self, limit: int = 100, now: datetime | None = None) -> list[Delivery]:
         """Pending instant pushes whose time has come, oldest first (digest chats excluded)."""
         rows = await self.store.fetchall(
@@ -240,15 +278,37 @@ class SubscriptionRepo:
         )
         return [_delivery(r) for r in rows]
 
-    async def digest_chats(self, hhmm: str, today: str) -> list[ChatInfo]:
-        """Chats whose digest time has come by ``hhmm`` and that had no digest ``today``."""
+    async def digest_chats(
+        self, hhmm: str, today: str, now: datetime | None = None
+    ) -> list[ChatInfo]:
+        """Chats whose digest time has come by ``hhmm``, that had no digest ``today``, and
+        that are not waiting after a failed attempt."""
         rows = await self.store.fetchall(
             "SELECT chat_id, chat_type, title, digest_time, last_digest_on, paused_reason"
             " FROM chats WHERE digest_time <= ? AND paused_reason IS NULL"
-            " AND (last_digest_on IS NULL OR last_digest_on < ?)",
-            [hhmm, today],
+            " AND (last_digest_on IS NULL OR last_digest_on < ?)"
+            " AND (digest_retry_at IS NULL OR digest_retry_at <= ?)",
+            [hhmm, today, _ts(now or utcnow())],
         )
         return [ChatInfo(*r) for r in rows]
+
+    async def digest_failed(
+        self, chat_id: int, base: timedelta, at_least: timedelta | None = None
+    ) -> int:
+        """Count a failed digest attempt and hold the next one back (``base`` doubled per
+        failure so far today, and at least ``at_least``); returns the failures so far."""
+        async with self.store.transaction() as db:
+            async with db.execute(
+                "SELECT digest_failures FROM chats WHERE chat_id = ?", [chat_id]
+            ) as cur:
+                row = await cur.fetchone()
+            failures = (int(row[0]) if row else 0) + 1
+            wait = max(base * 2 ** min(failures - 1, 10), at_least or timedelta(0))
+            await db.execute(
+                "UPDATE chats SET digest_failures = ?, digest_retry_at = ? WHERE chat_id = ?",
+                [failures, _ts(utcnow() + wait), chat_id],
+            )
+        return failures
 
     async def mark_sent(
         self, delivery_ids: Sequence[int], message_id: int | None, digest_on: str | None = None
@@ -269,10 +329,13 @@ class SubscriptionRepo:
                 )
 
     async def mark_digest_day(self, chat_id: int, day: str) -> None:
-        """Remember that a chat's digest for ``day`` is done (even an empty one)."""
+        """Remember that a chat's digest for ``day`` is done (even an empty one, or one
+        given up after repeated failures); the next day starts without failures."""
         async with self.store.transaction() as db:
             await db.execute(
-                "UPDATE chats SET last_digest_on = ? WHERE chat_id = ?", [day, chat_id]
+                "UPDATE chats SET last_digest_on = ?, digest_failures = 0,"
+                " digest_retry_at = NULL WHERE chat_id = ?",
+                [day, chat_id],
             )
 
     async def defer(self, delivery_id: int, until: datetime, error: str) -> None:

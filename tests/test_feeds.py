@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import socket
-import sys
 import time
 import types
 from collections.abc import Iterator
@@ -20,12 +19,13 @@ from typing import Any
 
 import pytest
 
-from bot.commands import feed_cmds
+from bot.commands import feed_cmds, search_cmds
 from bot.settings import Settings
 from corpus.feed_poller import PollResult, poll_due, poll_feed, validate_feed_url
 from corpus.feed_repo import Feed, FeedRepo, utcnow
 from corpus.fetch import UrlNotAllowed, UrlPolicy
 from corpus.store import Store
+from corpus.subscription_repo import SubscriptionRepo
 from tests.servers.news_site import NewsSite
 
 PRIVATE = "http://10.0.0.5"
@@ -477,7 +477,8 @@ async def test_cli_add_uses_default_interval_and_refuses_private_urls(
 
 
 class FakeServices:
-    """Stands in for ``Services`` so that polling loads no model."""
+    """Stands in for ``Services`` so that polling loads no model (no topic matcher: feed
+    subscriptions are routed without one)."""
 
     opened: list[FakeServices] = []
 
@@ -487,10 +488,13 @@ class FakeServices:
         self.closed = False
 
     @classmethod
-    async def open(cls, settings: Settings) -> FakeServices:
+    async def open(cls, settings: Settings, progress: Any = None) -> FakeServices:
         services = cls(await Store.open(settings.db_path))
         cls.opened.append(services)
         return services
+
+    async def topic_matcher(self) -> None:
+        return None
 
     async def close(self) -> None:
         self.closed = True
@@ -500,36 +504,30 @@ class FakeServices:
 @pytest.fixture
 def fake_services(monkeypatch: pytest.MonkeyPatch) -> list[FakeServices]:
     monkeypatch.setattr(FakeServices, "opened", [])
-    monkeypatch.setattr(feed_cmds, "Services", FakeServices)
+    monkeypatch.setattr(search_cmds, "Services", FakeServices)
     return FakeServices.opened
 
 
-@pytest.fixture
-def routed(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
-    """A stand-in ``bot.freshness`` that records what it was asked to route."""
-    calls: list[list[int]] = []
-
-    async def route_new_articles(services: Any, article_ids: list[int]) -> int:
-        calls.append(list(article_ids))
-        return len(calls[-1])
-
-    module = types.ModuleType("bot.freshness")
-    module.route_new_articles = route_new_articles  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bot.freshness", module)
-    return calls
+async def _deliveries(settings: Settings) -> list[tuple[int, int]]:
+    async with await Store.open(settings.db_path) as store:
+        rows = await store.fetchall("SELECT chat_id, article_id FROM deliveries ORDER BY id")
+        return [tuple(r) for r in rows]
 
 
 async def test_cli_poll_prints_results_indexes_and_routes(
     settings: Settings,
     site: NewsSite,
     fake_services: list[FakeServices],
-    routed: list[list[int]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     site.set_feed("/full.xml", [full_item(site, "cli", 18)], full_content=True)
     site.set_malformed("/bad.xml")
     for path in ("/full.xml", "/bad.xml"):
         assert await run(settings, "feeds", "add", site.url(path)) == 0
+    async with await Store.open(settings.db_path) as store:
+        subs = SubscriptionRepo(store)
+        await subs.upsert_chat(77, "private")
+        await subs.add(77, "feed", feed_id=1)
     capsys.readouterr()
 
     assert await run(settings, "poll") == 1  # a feed failed
@@ -537,7 +535,7 @@ async def test_cli_poll_prints_results_indexes_and_routes(
     assert "feed 1 (" in out and "new 1, updated 0, duplicates 0, failed 0" in out
     assert "feed 2 (" in out and "error: " in out
     assert "queued 1 pushes" in out
-    assert routed == [[1]]
+    assert await _deliveries(settings) == [(77, 1)]
     assert len(fake_services) == 1 and fake_services[0].closed
 
     site.set_feed("/bad.xml", [], title="Fixed")
@@ -545,17 +543,16 @@ async def test_cli_poll_prints_results_indexes_and_routes(
     out = capsys.readouterr().out
     assert "feed 1 (" in out and "not modified" in out
     assert "feed 2 (" in out and "new 0" in out
-    assert len(fake_services) == 1 and routed == [[1]]  # nothing changed: no index, no routing
+    assert len(fake_services) == 1  # nothing changed: no index, no routing
+    assert await _deliveries(settings) == [(77, 1)]
 
 
-async def test_cli_poll_due_only_and_without_freshness(
+async def test_cli_poll_due_only(
     settings: Settings,
     site: NewsSite,
     fake_services: list[FakeServices],
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setitem(sys.modules, "bot.freshness", None)  # import fails: routing skipped
     site.set_feed("/feed.xml", [full_item(site, "solo", 21)], full_content=True)
     assert await run(settings, "feeds", "add", site.url("/feed.xml")) == 0
 

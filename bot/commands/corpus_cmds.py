@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="ingest files or directories of articles")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--no-index", action="store_true", help="do not update the search index")
+    p.add_argument(
+        "--no-push",
+        action="store_true",
+        help="do not push the new articles to the chats that follow them (an archive import)",
+    )
     p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("stats", help="corpus statistics")
@@ -71,7 +76,8 @@ async def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
                 bar.update(1)
 
             for path in args.paths:
-                report.merge(await ingest_results(store, read_path(path, max_bytes), tick))
+                results = read_path(path, max_bytes)
+                report.merge(await ingest_results(store, results, tick, route=not args.no_push))
         print(format_report(report))
     finally:
         await store.close()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 
-from bot.services import Services, url_policy
+from bot.commands.search_cmds import update_index
+from bot.services import url_policy
 from bot.settings import Settings
 from corpus.feed_poller import PollResult, poll_feeds, validate_feed_url
 from corpus.feed_repo import Feed, FeedRepo
@@ -143,24 +144,6 @@ async def poll_once(settings: Settings, *, due_only: bool = False) -> list[PollR
         return await poll_feeds(store, feeds, url_policy(settings))
 
 
-async def index_and_route(settings: Settings, new: Sequence[int]) -> None:
-    """Bring the search index up to date, then queue pushes of the new articles."""
-    services = await Services.open(settings)  # updates a stale index
-    try:
-        print(f"index ready: {services.search.count} chunks")
-        if not new:
-            return
-        try:
-            from bot.freshness import route_new_articles
-        except ImportError:
-            return
-        queued = await route_new_articles(services, list(new))
-        if isinstance(queued, int):
-            print(f"queued {queued} pushes")
-    finally:
-        await services.close()
-
-
 async def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     """Poll feeds now; index and route what changed. Exit 1 when a feed failed."""
     results = await poll_once(settings, due_only=args.due_only)
@@ -169,5 +152,5 @@ async def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     for result in results:
         print(format_poll_result(result))
     if any(r.changed_ids for r in results):
-        await index_and_route(settings, [i for r in results for i in r.new_article_ids])
+        await update_index(settings)  # and routes the new articles to their followers
     return 1 if any(r.error for r in results) else 0

@@ -59,12 +59,20 @@ def format_index_report(report: IndexReport) -> str:
     )
 
 
-async def update_index(settings: Settings) -> None:
-    """Open the search service, which brings a stale index up to date, with a bar."""
+async def update_index(settings: Settings, *, route: bool = True) -> None:
+    """Open the search service, which brings a stale index up to date, with a bar; then
+    route the articles waiting for it to the chats that follow them (a running bot would
+    do it within a second too: routing twice queues nothing twice)."""
+    from bot.routing import route_all
+    from corpus.subscription_repo import SubscriptionRepo
+
     with progress_bar() as bar:
         services = await Services.open(settings, progress=bar)
         try:
             print(f"index ready: {services.search.count} chunks")
+            if route and await SubscriptionRepo(services.store).routes_waiting(1):
+                queued = await route_all(services.store, await services.topic_matcher())
+                print(f"queued {queued} pushes")
         finally:
             await services.close()
 

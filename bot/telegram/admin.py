@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import date
+from datetime import UTC, datetime
 from functools import wraps
 from html import escape
 from typing import Any
 
+from embeddings.index_updater import IndexUpdater
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
@@ -27,7 +28,6 @@ from corpus.ingest import ingest_one
 from corpus.models import ArticleDraft, IngestReport
 from corpus.readers.html import parse_html
 from corpus.subscription_repo import SubscriptionRepo
-from embeddings.search import SearchService
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -85,7 +85,7 @@ async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     article_id = int(context.args[0])
     if await state.services.store.delete_article(article_id):
         await message.reply_text(f"Deleted article {article_id}.")
-        context.application.create_task(state.services.search.update(), update=update)
+        state.request_index()  # its chunks already stop matching: searches check the store
     else:
         await message.reply_text(f"There is no article {article_id}.")
 
@@ -108,7 +108,8 @@ async def on_ingest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if fetched.content_type and "html" not in fetched.content_type:
         await message.reply_text(f"That is not a web page ({fetched.content_type}).")
         return
-    result = await asyncio.to_thread(parse_html, fetched.body, url, fetched.final_url, date.today())
+    today = datetime.now(UTC).date()  # feeds and the as-of filter count days in UTC too
+    result = await asyncio.to_thread(parse_html, fetched.body, url, fetched.final_url, today)
     if not isinstance(result, ArticleDraft):
         await message.reply_text(f"I could not read an article there: {result.reason}.")
         return
@@ -117,7 +118,11 @@ async def on_ingest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if report.duplicates:
         await message.reply_text(f"I already have that article (id {article_id}).")
         return
-    await state.services.search.update()
+    if article_id is None:  # refused (see IngestReport.failed)
+        reason = report.failed[-1][1] if report.failed else "it could not be stored"
+        await message.reply_text(f"I did not store that page: {reason}.")
+        return
+    state.request_index()  # searchable in a moment; followers get it from the outbox
     verb = "Updated" if report.updated else "Added"
     await message.reply_html(
         f"{verb} article {article_id}: <b>{escape(result.title)}</b> "
@@ -138,22 +143,21 @@ async def on_reindex(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     state.reindexing = True
     try:
         status = await message.reply_text("Re-indexing: starting…")
-        task = context.application.create_task(
-            _reindex(state.services.search, status), update=update
-        )
+        assert state.indexer is not None  # started in post_init
+        task = context.application.create_task(_reindex(state.indexer, status), update=update)
     except BaseException:
         state.reindexing = False
         raise
     task.add_done_callback(lambda _: setattr(state, "reindexing", False))
 
 
-async def _reindex(search: SearchService, status: Message) -> None:
+async def _reindex(indexer: IndexUpdater, status: Message) -> None:
     latest: list[str | int] = ["starting", 0, 0]
 
     def on_progress(stage: str, done: int, total: int) -> None:
         latest[:] = [stage, done, total]  # called from the embedding thread; read below
 
-    task = asyncio.create_task(search.update(rebuild=True, progress=on_progress))
+    task = asyncio.create_task(indexer.rebuild(progress=on_progress))
     shown = ""
     while not task.done():
         await asyncio.wait({task}, timeout=PROGRESS_EVERY)

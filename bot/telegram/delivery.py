@@ -7,7 +7,11 @@ groups), defers on 429 and network errors, and pauses chats that blocked the bot
 disappeared, telling the admins.
 
 A push is marked sent right after Telegram accepts it; pending pushes survive restarts.
-The one window for a double is a crash between Telegram's answer and that update.
+The Bot API has no idempotency key, so one window is left: a crash between Telegram's
+answer and that update sends the push again after the restart (at least once, never
+lost). A digest goes out part by part, each part's pushes marked sent as soon as
+Telegram took it, so a failure or crash in the middle resends only the parts not yet
+delivered; a failing digest backs off and is given up for the day after a few tries.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.telegram.render import render_digest, render_push, strip_html
+from bot.telegram.render import pack, render_push, strip_html
 from bot.telegram.replies import NO_PREVIEW
+from corpus.faults import crash_point
 from corpus.feed_repo import utcnow
 from corpus.models import Article
 from corpus.store import Store
@@ -36,6 +41,8 @@ PRIVATE_INTERVAL = 1.0
 GROUP_INTERVAL = 3.0
 MAX_ATTEMPTS = 6
 NETWORK_RETRY = timedelta(seconds=10)
+DIGEST_RETRY = timedelta(seconds=30)  # doubled after each failed attempt
+MAX_DIGEST_FAILURES = 6  # then the day's digest is given up; its pushes wait for tomorrow
 
 
 class ChatPacer:
@@ -105,12 +112,7 @@ class DeliverySender:
         return sent
 
     async def _send(self, bot: Bot, delivery: Delivery, article: Article) -> int:
-        quote = (
-            (delivery.quote_start, delivery.quote_end)
-            if delivery.quote_start is not None and delivery.quote_end is not None
-            else None
-        )
-        html = render_push(article, quote)
+        html = render_push(article, _quote_of(delivery))
         self.pacer.sent(delivery.chat_id)
         try:
             message = await _send_html(bot, delivery.chat_id, html)
@@ -125,6 +127,7 @@ class DeliverySender:
         except TelegramError as exc:
             await self._failed(delivery, exc)
             return 0
+        crash_point("delivery.after_send")
         await self.repo.mark_sent([delivery.id], message.message_id)
         return 1
 
@@ -153,34 +156,73 @@ class DeliverySender:
         now = utcnow()
         today = now.date().isoformat()
         count = 0
-        for chat in await self.repo.digest_chats(now.strftime("%H:%M"), today):
-            pending = await self.repo.pending_for(chat.chat_id)
-            articles = await self.store.get_articles(d.article_id for d in pending)
-            items = [
-                (
-                    articles[d.article_id],
-                    (d.quote_start, d.quote_end) if d.quote_start is not None else None,
-                )
-                for d in pending
-                if d.article_id in articles
-            ]
-            if not items:
-                await self.repo.mark_digest_day(chat.chat_id, today)
-                continue
-            message_id = None
-            try:
-                for html in render_digest(items):  # type: ignore[arg-type]
-                    message = await _send_html(bot, chat.chat_id, html)
-                    message_id = message_id or message.message_id
-            except RetryAfter:
-                continue  # the next tick tries again; nothing was marked
-            except TelegramError as exc:
-                if _gone(exc):
-                    await self.repo.pause_chat(chat.chat_id, f"{type(exc).__name__}: {exc}")
-                continue
-            await self.repo.mark_sent([d.id for d in pending], message_id, digest_on=today)
-            count += 1
+        for chat in await self.repo.digest_chats(now.strftime("%H:%M"), today, now):
+            count += await self._send_digest(bot, chat.chat_id, today)
         return count
+
+    async def _send_digest(self, bot: Bot, chat_id: int, today: str) -> int:
+        """One chat's digest; 1 when it was completed now."""
+        pending = await self.repo.pending_for(chat_id)
+        articles = await self.store.get_articles(d.article_id for d in pending)
+        items = [(d, articles[d.article_id]) for d in pending if d.article_id in articles]
+        for html, deliveries in digest_parts(items):
+            try:
+                message = await _send_html(bot, chat_id, html)
+            except TelegramError as exc:
+                await self._digest_failed(chat_id, deliveries, today, exc)
+                return 0
+            # Marked part by part: a later failure or a crash resends only what is left.
+            await self.repo.mark_sent([d.id for d in deliveries], message.message_id)
+            crash_point("digest.after_part")
+        await self.repo.mark_digest_day(chat_id, today)
+        return 1 if items else 0
+
+    async def _digest_failed(
+        self, chat_id: int, deliveries: list[Delivery], today: str, error: TelegramError
+    ) -> None:
+        """Pause a chat that is gone; give up a part Telegram will never take; back off
+        (doubling, then give the day up) on passing errors."""
+        reason = f"{type(error).__name__}: {error}"
+        if _gone(error):
+            await self.repo.pause_chat(chat_id, reason)
+            return
+        if not isinstance(error, RetryAfter | NetworkError):
+            for delivery in deliveries:  # this part can never go out as it is
+                await self.repo.fail(delivery.id, reason)
+            log.warning("digest part for chat %s refused: %s", chat_id, reason)
+            return  # the rest goes out at the next tick
+        wait = None
+        if isinstance(error, RetryAfter):
+            retry = error.retry_after
+            wait = retry if isinstance(retry, timedelta) else timedelta(seconds=retry)
+        failures = await self.repo.digest_failed(chat_id, DIGEST_RETRY, at_least=wait)
+        if failures >= MAX_DIGEST_FAILURES:
+            log.warning("digest for chat %s given up today after %d tries", chat_id, failures)
+            await self.repo.mark_digest_day(chat_id, today)
+
+
+def _quote_of(delivery: Delivery) -> tuple[int, int] | None:
+    if delivery.quote_start is None or delivery.quote_end is None:
+        return None
+    return delivery.quote_start, delivery.quote_end
+
+
+def digest_parts(items: list[tuple[Delivery, Article]]) -> list[tuple[str, list[Delivery]]]:
+    """A digest as messages, each with the pushes it carries (a header on the first)."""
+    if not items:
+        return []
+    header = f"<b>Your news digest: {len(items)} new article{'s' if len(items) != 1 else ''}</b>"
+    parts: list[tuple[str, list[Delivery]]] = []
+    html, carried = header, []
+    for delivery, article in items:
+        joined = pack([html, render_push(article, _quote_of(delivery))])  # its own limits
+        if len(joined) == 1:
+            html, carried = joined[0], [*carried, delivery]
+        else:
+            parts.append((html, carried))
+            html, carried = joined[-1], [delivery]
+    parts.append((html, carried))
+    return parts
 
 
 async def _send_html(bot: Bot, chat_id: int, html: str):

@@ -1,19 +1,28 @@
 """Sources that keep the corpus fresh: feeds (/addfeed, /feeds, /removefeed), channels
-(/addchannel, /removechannel, and their posts becoming articles), and the polling job."""
+(/addchannel, /approvechannel, /removechannel, and their posts becoming articles), and
+the jobs that poll feeds and route and send what is new.
+
+Anyone can make the bot an admin of their own channel, so a channel's own /addchannel
+only asks: its posts count as news once a bot admin approved it. Articles from every
+source are saved with their route row (see bot/routing.py); the index catches up in
+the background (IndexUpdater), so no handler waits for it.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import UTC, datetime
 from html import escape
 
 from telegram import Chat, Message, Update
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.freshness import route_new_articles
+from bot.routing import route_pending
 from bot.telegram.admin import admin_only, url_policy
-from bot.telegram.context import state_of
+from bot.telegram.context import BotState, state_of
+from bot.telegram.render import pack
+from bot.telegram.replies import reply_rendered
 from corpus.feed_poller import poll_due, validate_feed_url
 from corpus.feed_repo import FeedRepo
 from corpus.fetch import FetchError
@@ -79,7 +88,8 @@ async def on_feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             f"   every {f.interval_minutes} min; last fetch {last}; "
             f"next {f.next_run_at:%Y-%m-%d %H:%M} UTC{error}"
         )
-    await message.reply_html("\n".join(lines))
+    # Many feeds exceed one message: cut between feeds, never inside one's lines.
+    await reply_rendered(message, pack(lines, separator="\n"))
 
 
 @admin_only
@@ -98,32 +108,63 @@ async def on_removefeed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 
 async def on_addchannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/addchannel in a channel (a channel post: only its admins can write one), or
-    /addchannel CHAT_ID in a private chat by a bot admin."""
+    """/addchannel CHAT_ID in a private chat by a bot admin: the channel is a source.
+    /addchannel posted in a channel: a request the bot's admins approve with
+    /approvechannel CHAT_ID (a channel's word alone gives it no rights)."""
     message, chat = update.effective_message, update.effective_chat
     if message is None or chat is None:
         return
     state = state_of(context.bot_data)
-    title, username = chat.title, chat.username
-    if chat.type != Chat.CHANNEL:
-        user = update.effective_user
-        if not state.is_admin(user.id if user else None):
-            await message.reply_text("Sorry, only the bot's admins can do that.")
+    if chat.type == Chat.CHANNEL:
+        asked_before = await _feeds(context).channel(chat.id) is not None
+        source = await _feeds(context).add_channel(
+            chat.id, chat.title or "", chat.username, None, approved=False
+        )
+        if source.approved:
+            await message.reply_text("This channel's posts already become articles.")
             return
-        arg = (context.args or [""])[0]
-        if not arg.lstrip("-").isdigit():
-            await message.reply_text("Usage: /addchannel CHANNEL_ID, or post /addchannel in it.")
-            return
-        try:
-            info = await context.bot.get_chat(int(arg))
-        except TelegramError as exc:
-            await message.reply_text(f"I cannot see that channel ({exc}); add me as an admin.")
-            return
-        chat_id, title, username = info.id, info.title, info.username
-    else:
-        chat_id = chat.id
-    await _feeds(context).add_channel(chat_id, title or "", username, None)
-    await message.reply_text(f"Posts of “{title}” will now become articles.")
+        await message.reply_text(
+            "Asked the bot's admins: this channel's posts become articles once they approve."
+        )
+        if state.notify_admins and not asked_before:  # admins hear of a channel once
+            await state.notify_admins(
+                f"Channel “{escape(chat.title or '')}” ({chat.id}"
+                f"{', @' + escape(chat.username) if chat.username else ''}) asks to become a "
+                f"news source. /approvechannel {chat.id} to accept."
+            )
+        return
+    user = update.effective_user
+    if not state.is_admin(user.id if user else None):
+        await message.reply_text("Sorry, only the bot's admins can do that.")
+        return
+    arg = (context.args or [""])[0]
+    if not arg.lstrip("-").isdigit():
+        await message.reply_text("Usage: /addchannel CHANNEL_ID, or post /addchannel in it.")
+        return
+    try:
+        info = await context.bot.get_chat(int(arg))
+    except TelegramError as exc:
+        await message.reply_text(f"I cannot see that channel ({exc}); add me as an admin.")
+        return
+    assert user is not None  # checked by is_admin
+    await _feeds(context).add_channel(info.id, info.title or "", info.username, user.id)
+    await message.reply_text(f"Posts of “{info.title}” will now become articles.")
+
+
+@admin_only
+async def on_approvechannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/approvechannel CHAT_ID: a bot admin accepts a channel that asked."""
+    message, user = update.effective_message, update.effective_user
+    assert message is not None and user is not None  # checked by @admin_only
+    arg = (context.args or [""])[0]
+    if not arg.lstrip("-").isdigit():
+        await message.reply_text("Usage: /approvechannel CHANNEL_ID")
+        return
+    source = await _feeds(context).approve_channel(int(arg), user.id)
+    if source is None:
+        await message.reply_text(f"No channel {arg} asked to become a source.")
+        return
+    await message.reply_text(f"Posts of “{source.title}” will now become articles.")
 
 
 async def on_removechannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -166,7 +207,7 @@ def post_to_draft(post: Message) -> ArticleDraft | None:
     return ArticleDraft(
         title=title,
         text=text,
-        published_at=post.date.date() if post.date else date.today(),
+        published_at=post.date.date() if post.date else datetime.now(UTC).date(),
         source=post.chat.title or "Telegram channel",
         url=post_link(post.chat, post.message_id),
         origin=f"channel:{post.chat.id}",
@@ -174,29 +215,29 @@ def post_to_draft(post: Message) -> ArticleDraft | None:
 
 
 async def on_channel_post(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A post (or an edit) in a source channel becomes (or updates) an article."""
+    """A post (or an edit) in an approved source channel becomes (or updates) an article."""
     post = update.channel_post or update.edited_channel_post
     state = state_of(context.bot_data)
     if post is None or state.services is None:
         return
     repo = FeedRepo(state.services.store)
-    if await repo.channel(post.chat.id) is None:
+    source = await repo.channel(post.chat.id)
+    if source is None or not source.approved:
         return
     draft = post_to_draft(post)
     if draft is None:
         return
     report = IngestReport()
-    article_id = await ingest_one(state.services.store, draft, report)
-    if article_id is None or report.duplicates:
-        return
-    await repo.mark_channel_article(article_id, post.chat.id)
-    await state.services.search.update()
-    if report.added and await route_new_articles(state.services, report.added) and state.sender:
-        await state.sender.send_due(context.bot)
+    link = repo.channel_linker(post.chat.id)
+    await ingest_one(state.services.store, draft, report, link=link)
+    if report.added or report.updated:
+        state.request_index()
+    if report.added:
+        await _route_and_send(state, context)
 
 
 async def poll_feeds_job(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Poll the due feeds, index what is new, and queue pushes for the chats that follow it."""
+    """Poll the due feeds; the index catches up in the background, pushes go out now."""
     state = state_of(context.bot_data)
     services = state.services
     if services is None or state.polling:
@@ -204,23 +245,31 @@ async def poll_feeds_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     state.polling = True
     try:
         results = await poll_due(services.store, url_policy(context))
-        added = [a for r in results for a in r.new_article_ids]
-        changed = added + [a for r in results for a in r.updated_article_ids]
         for r in results:
             if r.error:
                 log.warning("feed %s: %s", r.url, r.error)
-        if changed:
-            await services.search.update()
-        if added and await route_new_articles(services, added) and state.sender:
-            await state.sender.send_due(context.bot)  # now, not at the next tick
+        if any(r.changed_ids for r in results):
+            state.request_index()
+        if any(r.new_article_ids for r in results):
+            await _route_and_send(state, context)
     finally:
         state.polling = False
 
 
-async def send_pushes_job(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Send due pushes and daily digests."""
+async def _route_and_send(state: BotState, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Route what waits and send what is due now, not at the next tick."""
+    assert state.services is not None
+    queued = await route_pending(state.services.store, await state.services.topic_matcher())
+    if queued and state.sender:
+        await state.sender.send_due(context.bot)
+
+
+async def outbox_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Every tick: route waiting articles (whoever saved them: this process, the CLI, a
+    cron poll), then send due pushes and daily digests."""
     state = state_of(context.bot_data)
-    if state.sender is None:
+    if state.sender is None or state.services is None:
         return
+    await route_pending(state.services.store, await state.services.topic_matcher())
     await state.sender.send_due(context.bot)
     await state.sender.send_digests(context.bot)
