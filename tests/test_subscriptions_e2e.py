@@ -4,8 +4,8 @@ server, and a local news site serving feeds. Pushes go through the durable outbo
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,7 +112,7 @@ def test_group_follows_topic_and_gets_a_feed_article_once(
     # Polling again changes nothing: still exactly one push, none for the cheese fair.
     result = run_cli("poll", data_dir=bot.data, env=bot.env)
     assert result.returncode == 0
-    time.sleep(3)
+    _canary(api, bot.data, GROUP, "supergroup")
     assert len(pushes(api, GROUP, MATCHING["title"])) == 1
     assert not pushes(api, GROUP, UNRELATED["title"])
 
@@ -147,8 +147,37 @@ def test_following_unfollow_and_feeds_listing(api: FakeBotApi, bot: BotProcess) 
 def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) -> None:
     channel = -100999
     api.my_chat_member(channel, "channel", "administrator", by_user_id=ADMIN)
+    before = last_id(api, ADMIN)
     api.channel_post(channel, "/addchannel", title="Harbour Notes (fictional)")
-    api.wait_for_message(channel, contains="will now become articles", timeout=15)
+    api.wait_for_message(channel, contains="Asked the bot's admins", timeout=15)
+    asked = api.wait_for_message(
+        ADMIN, contains=f"/approvechannel {channel}", after_message_id=before, timeout=15
+    )
+    # Until a bot admin approves, the channel's posts are not news.
+    early = api.channel_post(
+        channel,
+        "Harbour cranes repainted\nThe two old harbour cranes of Portvale were repainted "
+        "bright green over the weekend, the port authority said.",
+        title="Harbour Notes (fictional)",
+    )
+    api.wait_for(
+        lambda a: (
+            not any(
+                u.get("channel_post", {}).get("message_id") == early["message_id"]
+                for u in a.pending_updates()
+            )
+        ),
+        timeout=15,
+    )
+    api.private_message(MEMBER, f"/approvechannel {channel}")  # not a bot admin
+    api.wait_for_message(MEMBER, contains="only the bot's admins", timeout=15)
+    api.private_message(ADMIN, f"/approvechannel {channel}")
+    api.wait_for_message(
+        ADMIN,
+        contains="will now become articles",
+        after_message_id=asked["message_id"],
+        timeout=15,
+    )
     post = api.channel_post(
         channel,
         "Ferry strike ends in Portvale\nDock workers in Portvale ended their three-day strike on "
@@ -156,7 +185,8 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
         title="Harbour Notes (fictional)",
     )
     api.wait_for(lambda a: _article_text_contains(bot.data, "hire 40 more deckhands"), timeout=30)
-    time.sleep(1)  # the index update follows the store write
+    assert not _article_text_contains(bot.data, "repainted bright green")
+    api.wait_for(lambda a: _indexed(bot.data), timeout=30)  # the background indexer caught up
     asked = api.private_message(
         ADMIN, "How many deckhands did the ferry company agree to hire in Portvale?"
     )
@@ -178,6 +208,21 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
     api.wait_for_message(channel, contains="Following “harbour strikes”", timeout=30)
 
 
+def _indexed(data: Path) -> bool:
+    """Whether the index on disk was built from the store as it is now."""
+    manifest = data / "index" / "current" / "manifest.json"
+
+    async def version() -> int:
+        async with await Store.open(data / "newsbot.db") as store:
+            return await store.corpus_version()
+
+    try:
+        built = json.loads(manifest.read_text())["corpus_version"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return built == asyncio.run(version())
+
+
 def _article_text_contains(data: Path, needle: str) -> bool:
     async def check() -> bool:
         store = await Store.open(data / "newsbot.db")
@@ -185,6 +230,37 @@ def _article_text_contains(data: Path, needle: str) -> bool:
             return any(needle in a.text for a in await store.all_articles())
         finally:
             await store.close()
+
+    return asyncio.run(check())
+
+
+def _canary(api: FakeBotApi, data: Path, chat_id: int, chat_type: str) -> None:
+    """Queue one more push behind everything sent to the chat and wait for it: the outbox
+    sends in order, so by then any push that was going to arrive twice has arrived."""
+
+    async def queue() -> str:
+        async with await Store.open(data / "newsbot.db") as store:
+            repo = SubscriptionRepo(store)
+            await repo.upsert_chat(chat_id, chat_type, "test")
+            sent = {d.article_id for d in await repo.pending_for(chat_id)}
+            rows = await store.fetchall(
+                "SELECT article_id FROM deliveries WHERE chat_id = ?", [chat_id]
+            )
+            sent |= {r[0] for r in rows}
+            article = next(a for a in await store.all_articles() if a.id not in sent)
+            await repo.finish_route(article.id, [(chat_id, None, None)])
+            return article.title
+
+    title = asyncio.run(queue())
+    api.wait_for_message(chat_id, contains=title, timeout=30)
+
+
+def _digest_done(data: Path, chat_id: int) -> bool:
+    async def check() -> bool:
+        async with await Store.open(data / "newsbot.db") as store:
+            repo = SubscriptionRepo(store)
+            info = await repo.chat(chat_id)
+            return bool(info and info.last_digest_on) and not await repo.pending_for(chat_id)
 
     return asyncio.run(check())
 
@@ -212,8 +288,8 @@ def test_outbox_survives_restart_and_sends_once(api: FakeBotApi, bot: BotProcess
     api.wait_for(lambda a: len(a.bot_messages(chat)) >= 1 + len(queued), timeout=30)
     bot.stop()
     bot.start()
-    time.sleep(3)
-    assert len(api.bot_messages(chat)) == 1 + len(queued)
+    _canary(api, bot.data, chat, "private")
+    assert len(api.bot_messages(chat)) == 2 + len(queued)  # /start's reply, pushes, canary
 
 
 def test_burst_of_429s_still_delivers_each_push_once(api: FakeBotApi, bot: BotProcess) -> None:
@@ -223,8 +299,8 @@ def test_burst_of_429s_still_delivers_each_push_once(api: FakeBotApi, bot: BotPr
     api.inject_fault("sendMessage", "429", count=6, retry_after=1)
     queued = asyncio.run(_queue(bot.data, chat, "private", 5))
     api.wait_for(lambda a: len(a.bot_messages(chat)) >= 1 + len(queued), timeout=60)
-    time.sleep(2)
-    texts = [m["text"] for m in api.bot_messages(chat)][1:]
+    _canary(api, bot.data, chat, "private")
+    texts = [m["text"] for m in api.bot_messages(chat)][1:-1]
     assert len(texts) == len(queued) == len(set(texts))
     assert any(c.faulted for c in api.calls("sendMessage"))
 
@@ -253,7 +329,8 @@ def test_digest_mode_sends_one_message(api: FakeBotApi, bot: BotProcess) -> None
     asyncio.run(_queue(bot.data, chat, "private", 3))
     digest = api.wait_for_message(chat, contains="Your news digest: 3 new articles", timeout=30)
     assert digest
-    time.sleep(2)
+    # The day's digest is recorded as done, nothing is left pending: no second one today.
+    api.wait_for(lambda a: _digest_done(bot.data, chat), timeout=15)
     assert (
         len([m for m in api.bot_messages(chat) if "digest" in m["text"].lower()]) == 2
     )  # reply + digest

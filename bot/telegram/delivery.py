@@ -72,6 +72,12 @@ def _is_group(chat_type: str) -> bool:
     return chat_type in ("group", "supergroup")
 
 
+def _passing(error: TelegramError) -> bool:
+    """Whether trying again later may work (in PTB a 400 BadRequest is a NetworkError too,
+    but the same request will be refused again)."""
+    return isinstance(error, RetryAfter | NetworkError) and not isinstance(error, BadRequest)
+
+
 def _gone(error: TelegramError) -> bool:
     """Whether the chat is unreachable for good (blocked, kicked, deleted)."""
     text = str(error).lower()
@@ -140,7 +146,7 @@ class DeliverySender:
                 await self.notify_admins(
                     f"Paused pushes to chat {delivery.chat_id}: {escape(reason)}"
                 )  # type: ignore[misc]
-        elif isinstance(error, NetworkError) and delivery.attempts + 1 < MAX_ATTEMPTS:
+        elif _passing(error) and delivery.attempts + 1 < MAX_ATTEMPTS:
             await self.repo.defer(
                 delivery.id, utcnow() + NETWORK_RETRY * (delivery.attempts + 1), str(error)
             )
@@ -186,7 +192,7 @@ class DeliverySender:
         if _gone(error):
             await self.repo.pause_chat(chat_id, reason)
             return
-        if not isinstance(error, RetryAfter | NetworkError):
+        if not _passing(error):
             for delivery in deliveries:  # this part can never go out as it is
                 await self.repo.fail(delivery.id, reason)
             log.warning("digest part for chat %s refused: %s", chat_id, reason)
