@@ -24,11 +24,10 @@ from datetime import timedelta
 from html import escape
 
 from telegram import Bot
-from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.telegram.render import pack, render_push, strip_html
-from bot.telegram.replies import NO_PREVIEW
+from bot.telegram.render import pack, render_push
+from bot.telegram.replies import send_html
 from corpus.faults import crash_point
 from corpus.feed_repo import utcnow
 from corpus.models import Article
@@ -121,7 +120,7 @@ class DeliverySender:
         html = render_push(article, _quote_of(delivery))
         self.pacer.sent(delivery.chat_id)
         try:
-            message = await _send_html(bot, delivery.chat_id, html)
+            message = await send_html(bot, delivery.chat_id, html)
         except RetryAfter as exc:
             wait = (
                 exc.retry_after
@@ -173,7 +172,7 @@ class DeliverySender:
         items = [(d, articles[d.article_id]) for d in pending if d.article_id in articles]
         for html, deliveries in digest_parts(items):
             try:
-                message = await _send_html(bot, chat_id, html)
+                message = await send_html(bot, chat_id, html)
             except TelegramError as exc:
                 await self._digest_failed(chat_id, deliveries, today, exc)
                 return 0
@@ -229,15 +228,3 @@ def digest_parts(items: list[tuple[Delivery, Article]]) -> list[tuple[str, list[
             html, carried = joined[-1], [delivery]
     parts.append((html, carried))
     return parts
-
-
-async def _send_html(bot: Bot, chat_id: int, html: str):
-    """Send HTML; if Telegram rejects the entities, send the same text plain."""
-    try:
-        return await bot.send_message(
-            chat_id, html, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW
-        )
-    except BadRequest as exc:
-        if "can't parse entities" not in str(exc).lower():
-            raise
-        return await bot.send_message(chat_id, strip_html(html), link_preview_options=NO_PREVIEW)
