@@ -6,12 +6,17 @@ Nothing else in newsbot reads the environment: the composition root passes this 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# What Telegram accepts as a webhook secret_token; the path is used literally in a URL
+# (and by PTB's web server in a regular expression), so it takes no other characters.
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_WEBHOOK_PATH = re.compile(r"[A-Za-z0-9_/-]{1,256}")
 
 
 class SettingsError(ValueError):
@@ -65,7 +70,24 @@ class Settings:
     metrics_port: int = 0
     feed_poll_minutes: int = 30
     feed_check_seconds: float = 60.0  # how often the bot looks for due feeds
+    # webhook mode (``newsbot run --webhook URL``): Telegram sends ``webhook_secret`` in the
+    # X-Telegram-Bot-Api-Secret-Token header of every request and anything else is refused
+    # (empty: a new random secret at each start, which registers the webhook anew anyway);
+    # ``webhook_path`` is the URL path served (empty: a random one at each start: never the
+    # bot id, which is public); the server listens on loopback unless told otherwise (put a
+    # TLS-terminating proxy in front).
+    webhook_secret: str = field(default="", repr=False)
+    webhook_path: str = ""
+    webhook_listen: str = "127.0.0.1"
+    # Flood gate, before any handler: updates that would make the bot write (commands,
+    # questions, mentions, buttons) are counted per group or channel and per sender; the
+    # excess is dropped unanswered. Per chat it stays under Telegram's 20 messages a minute
+    # per group, so no handler waits long in the Bot API rate limiter holding an update slot.
+    chat_rate_per_minute: int = 10
+    sender_rate_per_minute: int = 20
     log_json: bool = False
+    # fault tests only: kill -9 this process at a named step (see corpus/faults.py)
+    crash_at: str = ""
 
     @property
     def db_path(self) -> Path:
@@ -114,6 +136,14 @@ class Settings:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"NEWSBOT_{name.upper()} must be one of {', '.join(allowed)}")
+        if self.webhook_secret and not _WEBHOOK_SECRET.fullmatch(self.webhook_secret):
+            raise SettingsError(
+                "NEWSBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
+        if self.webhook_path and not _WEBHOOK_PATH.fullmatch(self.webhook_path):
+            raise SettingsError(
+                "NEWSBOT_WEBHOOK_PATH must be 1-256 characters of A-Z, a-z, 0-9, _, - and /"
+            )
 
 
 def _convert(name: str, type_name: Any, raw: str) -> Any:

@@ -43,7 +43,8 @@ from tests import fake_bot_api_html as tg_html  # noqa: E402
 
 JSON = dict[str, Any]
 MAX_TEXT_LENGTH = 4096
-FAULT_KINDS = ("429", "500", "slow", "bad_entities", "drop")
+# "too_long": Telegram counted a text longer than the sender did (the sender must split more).
+FAULT_KINDS = ("429", "500", "slow", "bad_entities", "too_long", "drop")
 MEMBER_STATUSES = ("creator", "administrator", "member", "restricted", "left", "kicked")
 # Form fields that are plain strings; everything else PTB sends JSON-encoded.
 _STRING_PARAMS = frozenset(
@@ -283,6 +284,7 @@ class FakeBotApi:
         self._messages: dict[tuple[int, int], JSON] = {}
         self._bot_records: dict[tuple[int, int], JSON] = {}  # {"message","edits","deleted"}
         self._updates: list[JSON] = []
+        self._raw_ids: set[int] = set()  # raw_update()s: delivered whatever allowed_updates
         self._allowed_updates: list[str] = []
         self._callbacks: dict[str, JSON | None] = {}
         self._commands: dict[tuple[str, str], list[JSON]] = {}
@@ -414,6 +416,8 @@ class FakeBotApi:
                 "Bad Request: can't parse entities: Unsupported start tag "
                 '"fault" at byte offset 0',
             )
+        if fault.kind == "too_long":
+            raise ApiError(400, "Bad Request: message is too long")
         self._stopping.wait(fault.delay)  # "slow": answer normally afterwards
 
     @staticmethod
@@ -687,6 +691,8 @@ class FakeBotApi:
             self._cond.wait(remaining)
 
     def _is_allowed(self, update: JSON) -> bool:
+        if update["update_id"] in self._raw_ids:
+            return True
         kind = next(k for k in update if k != "update_id")
         if self._allowed_updates:
             return kind in self._allowed_updates
@@ -695,6 +701,7 @@ class FakeBotApi:
     def _send_message(self, params: JSON) -> JSON:
         chat = self._writable_chat(params.get("chat_id"))
         text, entities = self._format(params)
+        markup = _inline_markup(params)  # refuses bad buttons before anything is stored
         reply = params.get("reply_parameters") or {}
         if not reply and params.get("reply_to_message_id"):
             reply = {
@@ -710,7 +717,7 @@ class FakeBotApi:
         msg = self._new_message(chat, None, text, entities)
         if replied:
             msg["reply_to_message"] = replied
-        if markup := _inline_markup(params):
+        if markup:
             msg["reply_markup"] = markup
         preview = params.get("link_preview_options")
         if params.get("disable_web_page_preview"):
@@ -1030,10 +1037,36 @@ class FakeBotApi:
             kind, obj = next((k, v) for k, v in update.items() if k != "update_id")
             return int(self._enqueue(kind, obj)["update_id"])
 
+    def raw_update(self, update: JSON) -> JSON:
+        """Enqueue ``update`` verbatim, unknown keys and all (for fuzzing); return it as sent.
+
+        ``update_id`` is assigned, and the update is delivered even if the bot's
+        ``allowed_updates`` leaves its kind out (as a webhook or a newer Telegram might).
+        A message in it without ``message_id`` gets its chat's next one; every message is
+        stored so the bot can reply to it, and a ``callback_query`` becomes answerable.
+        """
+        with self._cond:
+            raw = {**copy.deepcopy(update), "update_id": next(self._update_ids)}
+            for kind in ("message", "edited_message", "channel_post", "edited_channel_post"):
+                msg = raw.get(kind)
+                if isinstance(msg, dict) and isinstance(msg.get("chat"), dict):
+                    names = {k: msg["chat"].get(k) for k in ("title", "username", "first_name")}
+                    chat = self._ensure_chat(int(msg["chat"]["id"]), msg["chat"]["type"], **names)
+                    if "message_id" not in msg:
+                        chat.last_message_id += 1
+                        msg["message_id"] = chat.last_message_id
+                    self._messages[(chat.id, msg["message_id"])] = copy.deepcopy(msg)
+            if isinstance(raw.get("callback_query"), dict):
+                self._callbacks.setdefault(str(raw["callback_query"].get("id")), None)
+            self._raw_ids.add(raw["update_id"])
+            self._updates.append(raw)
+            self._cond.notify_all()
+            return copy.deepcopy(raw)
+
     def inject_fault(
         self, method: str, kind: str, count: int = 1, retry_after: int = 1, delay: float = 2.0
     ) -> None:
-        """Make the next ``count`` calls of ``method`` fail: 429/500/slow/bad_entities/drop."""
+        """Make the next ``count`` calls of ``method`` fail with one of ``FAULT_KINDS``."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
         with self._cond:
@@ -1152,9 +1185,56 @@ class FakeBotApi:
 
 
 def _inline_markup(params: JSON) -> JSON | None:
-    """The reply_markup Telegram echoes in Message objects (inline keyboards only)."""
+    """The reply_markup Telegram echoes in Message objects (inline keyboards only).
+
+    Refuses the buttons Telegram refuses: a url that is not http(s) with a host or tg://
+    (``BUTTON_URL_INVALID``), callback_data outside 1-64 bytes (``BUTTON_DATA_INVALID``),
+    and a button with no action (``can't parse inline keyboard button``).
+    """
     markup = params.get("reply_markup")
-    return markup if isinstance(markup, dict) and "inline_keyboard" in markup else None
+    if not (isinstance(markup, dict) and "inline_keyboard" in markup):
+        return None
+    for row in markup["inline_keyboard"]:
+        for button in row:
+            _check_button(button)
+    return markup
+
+
+_BUTTON_ACTIONS = (
+    "url",
+    "callback_data",
+    "web_app",
+    "login_url",
+    "switch_inline_query",
+    "switch_inline_query_current_chat",
+    "switch_inline_query_chosen_chat",
+    "copy_text",
+    "callback_game",
+    "pay",
+)
+
+
+def _check_button(button: JSON) -> None:
+    """Raise the ApiError Telegram answers for one bad inline keyboard button."""
+    if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+        raise ApiError(
+            400,
+            'Bad Request: can\'t parse inline keyboard button: Field "text" must be of type String',
+        )
+    if not any(key in button for key in _BUTTON_ACTIONS):
+        raise ApiError(
+            400,
+            "Bad Request: can't parse inline keyboard button: "
+            "Text buttons are unallowed in the inline keyboard",
+        )
+    if "url" in button:
+        url = urlsplit(str(button["url"]))
+        web = url.scheme.lower() in ("http", "https") and bool(url.hostname)
+        if not web and url.scheme.lower() != "tg":
+            raise ApiError(400, "Bad Request: BUTTON_URL_INVALID")
+    data = button.get("callback_data")
+    if data is not None and not 1 <= len(str(data).encode("utf-8")) <= 64:
+        raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
 
 
 def _merge_entities(explicit: list[JSON], auto: list[JSON]) -> list[JSON]:

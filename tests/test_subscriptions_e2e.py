@@ -92,7 +92,7 @@ def test_group_follows_topic_and_gets_a_feed_article_once(
     api.wait_for_message(
         GROUP, contains="Following", after_message_id=refused["message_id"], timeout=30
     )
-    assert any(c.params.get("user_id") == MEMBER for c in api.calls("getChatMember"))
+    assert any(c.params.get("chat_id") == GROUP for c in api.calls("getChatAdministrators"))
 
     before = last_id(api, ADMIN)
     api.private_message(ADMIN, f"/addfeed {site.url('/feed.xml')} 5")

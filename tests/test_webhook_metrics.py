@@ -20,12 +20,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def post_until_accepted(url: str, update: dict, timeout: float = 30) -> None:
-    """POST an update to the webhook, retrying while the bot's server comes up."""
+def post_until_accepted(url: str, update: dict, secret: str, timeout: float = 30) -> None:
+    """POST an update to the webhook as Telegram would (with the secret token header),
+    retrying while the bot's server comes up."""
     deadline = time.monotonic() + timeout
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
     while True:
         try:
-            response = httpx.post(url, json=update, timeout=5)
+            response = httpx.post(url, json=update, headers=headers, timeout=5)
             if response.status_code == 200:
                 return
         except httpx.TransportError:
@@ -51,10 +53,12 @@ def test_webhook_mode_answers_and_metrics_count(
     )
     try:
         webhook = api.calls("setWebhook")[-1].params
-        assert webhook["url"] == f"http://127.0.0.1:{hook_port}/{api.token.split(':')[0]}"
+        # A path of its own (never the public bot id) and a secret token (tests/test_security.py)
+        assert webhook["url"].startswith(f"http://127.0.0.1:{hook_port}/")
+        assert api.token.split(":")[0] not in webhook["url"] and webhook["secret_token"]
         api.private_message(77, "who signed with Zolotov?")
         update = api.pending_updates()[-1]
-        post_until_accepted(webhook["url"], update)
+        post_until_accepted(webhook["url"], update, webhook["secret_token"])
         reply = api.wait_for_message(77, contains="Radan", timeout=30)
         assert "IFP Media Wire" in reply["text"]
         assert not [c for c in api.calls("getUpdates") if c.time > webhook_time(api)]

@@ -22,15 +22,17 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
 from bot.services import Services
 from bot.settings import Settings
-from bot.telegram import admin, follow, handlers, metrics, sources
+from bot.telegram import admin, flood, follow, group_admins, handlers, metrics, sources
 from bot.telegram.context import BotState, state_of
 from bot.telegram.delivery import DeliverySender
-from bot.telegram.ratelimit import UserRateLimiter
+from bot.telegram.ratelimit import FloodGate, UserRateLimiter
+from embeddings.index_updater import IndexUpdater
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ ADMIN_COMMANDS = [
     BotCommand("feeds", "List feeds"),
     BotCommand("removefeed", "Stop polling a feed"),
     BotCommand("addchannel", "Take a channel's posts as articles"),
+    BotCommand("approvechannel", "Accept a channel that asked to be a source"),
     BotCommand("removechannel", "Stop taking a channel's posts"),
 ]
 # Commands work in channels too, where they arrive as channel posts.
@@ -64,8 +67,13 @@ async def post_init(application: Application) -> None:
     state = state_of(application.bot_data)
     state.services = await Services.open(state.settings)
     state.engine = await state.services.answers()
-    state.sender = DeliverySender(state.services.store, notify_admins=_admin_notifier(application))
+    state.notify_admins = _admin_notifier(application)
+    state.sender = DeliverySender(state.services.store, notify_admins=state.notify_admins)
     await state.services.topic_matcher()
+    # One background task keeps the index up with the store (this process' writes and
+    # other processes'); handlers only ask it.
+    state.indexer = IndexUpdater(state.services.search)
+    state.indexer.start()
     stats = await state.services.store.stats()
     metrics.set_corpus_size(stats.articles, stats.chunks)
     if state.settings.metrics_port:
@@ -79,8 +87,9 @@ async def post_init(application: Application) -> None:
         except TelegramError as exc:  # an admin who never started the bot
             log.warning("could not set admin commands for %s: %s", admin_id, exc)
     if application.job_queue:
-        # Pending pushes (also those left from before a restart) go out from the first tick.
-        application.job_queue.run_repeating(sources.send_pushes_job, interval=1.0, first=1.0)
+        # Articles waiting to be routed and pending pushes (also those left from before a
+        # restart, or written by another process) go out from the first tick.
+        application.job_queue.run_repeating(sources.outbox_job, interval=1.0, first=1.0)
         application.job_queue.run_repeating(
             sources.poll_feeds_job, interval=state.settings.feed_check_seconds, first=2.0
         )
@@ -107,6 +116,8 @@ def _admin_notifier(application: Application):
 async def post_shutdown(application: Application) -> None:
     """Close the services."""
     state = state_of(application.bot_data)
+    if state.indexer:
+        await state.indexer.stop()
     if state.services:
         await state.services.close()
 
@@ -167,9 +178,19 @@ def build_application(settings: Settings) -> Application:
         builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
     application = builder.build()
     application.bot_data["state"] = BotState(
-        settings=settings, limiter=UserRateLimiter(settings.user_rate_per_minute)
+        settings=settings,
+        limiter=UserRateLimiter(settings.user_rate_per_minute),
+        # A sender may always send as many questions as the question limit allows.
+        gate=FloodGate(
+            settings.chat_rate_per_minute,
+            max(settings.sender_rate_per_minute, settings.user_rate_per_minute),
+        ),
     )
 
+    # 0. Group -1 runs first for every update: the flood gate drops what a busy chat or
+    #    sender sends beyond its budget (ApplicationHandlerStop), before it holds one of
+    #    the 8 update slots waiting on Telegram's per-group limit.
+    application.add_handler(TypeHandler(Update, flood.gate), group=-1)
     # Order matters within a group: the first matching handler wins.
     # 1. Commands (in any chat; /ask also in channel posts).
     application.add_handler(
@@ -185,6 +206,7 @@ def build_application(settings: Settings) -> Application:
     application.add_handler(CommandHandler("feeds", sources.on_feeds))
     application.add_handler(CommandHandler("removefeed", sources.on_removefeed))
     application.add_handler(CommandHandler("addchannel", sources.on_addchannel, MESSAGES_AND_POSTS))
+    application.add_handler(CommandHandler("approvechannel", sources.on_approvechannel))
     application.add_handler(
         CommandHandler("removechannel", sources.on_removechannel, MESSAGES_AND_POSTS)
     )
@@ -206,6 +228,10 @@ def build_application(settings: Settings) -> Application:
     # 4. Buttons and membership changes.
     application.add_handler(CallbackQueryHandler(handlers.on_more, pattern=r"^more:"))
     application.add_handler(ChatMemberHandler(on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+    # Someone became or stopped being a group admin: forget the group's cached admins.
+    application.add_handler(
+        ChatMemberHandler(group_admins.on_chat_member, ChatMemberHandler.CHAT_MEMBER)
+    )
     # 5. One error handler for everything.
     application.add_error_handler(on_error)
     return application

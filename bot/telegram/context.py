@@ -2,44 +2,43 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bot.answering.models import Quote
 from bot.settings import Settings
-from bot.telegram.ratelimit import UserRateLimiter
+from bot.telegram.group_admins import GroupAdmins
+from bot.telegram.ratelimit import FloodGate, UserRateLimiter
 
 if TYPE_CHECKING:
     from bot.answering.engine import AnswerEngine
     from bot.services import Services
     from bot.telegram.delivery import DeliverySender
-
-MORE_CACHE_SIZE = 1000
+    from embeddings.index_updater import IndexUpdater
 
 
 @dataclass
 class BotState:
-    """The bot's long-lived state: settings, services, limits, and pending "more" quotes."""
+    """The bot's long-lived state: settings, services, limits, caches."""
 
     settings: Settings
-    limiter: UserRateLimiter
+    limiter: UserRateLimiter  # questions per sender
     services: Services | None = None
     engine: AnswerEngine | None = None
-    more: OrderedDict[str, tuple[Quote, ...]] = field(default_factory=OrderedDict)
-    next_more_id: int = 0
+    # every update that would be answered, per chat and per sender (no limits unless given:
+    # build_application makes the real one from the settings)
+    gate: FloodGate = field(default_factory=lambda: FloodGate(0, 0))
+    admins: GroupAdmins = field(default_factory=GroupAdmins)  # group admin ids, cached
     reindexing: bool = False
     polling: bool = False
     sender: DeliverySender | None = None
+    indexer: IndexUpdater | None = None
+    notify_admins: Callable[[str], Awaitable[None]] | None = None
 
-    def remember_more(self, quotes: tuple[Quote, ...]) -> str:
-        """Keep further quotes for a "More sources" button; returns its key (bounded cache)."""
-        self.next_more_id += 1
-        key = str(self.next_more_id)
-        self.more[key] = quotes
-        while len(self.more) > MORE_CACHE_SIZE:
-            self.more.popitem(last=False)
-        return key
+    def request_index(self, *, rebuild: bool = False) -> None:
+        """Ask the background indexer to catch up with the store (never waits)."""
+        if self.indexer is not None:
+            self.indexer.request(rebuild=rebuild)
 
     def is_admin(self, user_id: int | None) -> bool:
         """Whether a user is one of ``NEWSBOT_ADMIN_IDS``."""

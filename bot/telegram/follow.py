@@ -1,22 +1,26 @@
 """Subscriptions: /follow, /following, /unfollow, /digest in private chats, groups and channels.
 
-In groups only the group's admins (checked with getChatMember) may change what the
-group follows; in channels the commands arrive as channel posts, which only the
-channel's admins can write.
+In groups only the group's admins (from a cached getChatAdministrators list, see
+``group_admins``) may change what the group follows; in channels the commands arrive as
+channel posts, which only the channel's admins can write.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import wraps
 from html import escape
 
 from telegram import Chat, Update
-from telegram.constants import ChatMemberStatus, ChatType
+from telegram.constants import ChatType
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.telegram.admin import Handler
 from bot.telegram.context import state_of
+from bot.telegram.render import pack
+from bot.telegram.replies import reply_rendered
 from corpus.feed_repo import FeedRepo
 from corpus.subscription_repo import SubscriptionRepo
 
@@ -24,18 +28,28 @@ _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_TOPIC_CHARS = 200
 MAX_SUBSCRIPTIONS_PER_CHAT = 50
 
+log = logging.getLogger(__name__)
+
 
 async def may_manage(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     """Private chats and channel posts may; in groups only the group's admins."""
-    chat, user = update.effective_chat, update.effective_user
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
     if chat is None:
         return False
     if chat.type in (ChatType.PRIVATE, ChatType.CHANNEL):
         return True
+    if message is not None and message.sender_chat is not None:
+        # Only admins can write anonymously, as the group itself; someone writing as a
+        # channel (or a linked channel's forwarded post) is no admin of the group.
+        return message.sender_chat.id == chat.id
     if user is None:
         return False
-    member = await context.bot.get_chat_member(chat.id, user.id)
-    return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+    try:
+        admins = await state_of(context.bot_data).admins.admin_ids(context.bot, chat.id)
+    except TelegramError as exc:  # cannot tell: refuse, and ask again next time
+        log.warning("could not read the admins of chat %s: %s", chat.id, exc)
+        return False
+    return user.id in admins
 
 
 def managers_only(handler: Handler) -> Handler:
@@ -122,7 +136,8 @@ async def on_following(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         lines.append("<i>Pushes are paused: I could not reach this chat.</i>")
     mode = f"a daily digest at {info.digest_time} UTC" if info and info.digest_time else "instant"
     lines.append(f"Delivery: {mode}. /unfollow ID stops one; /digest HH:MM or /digest off.")
-    await message.reply_html("\n".join(lines))
+    # 50 topics of 200 characters exceed one message: cut between lines.
+    await reply_rendered(message, pack(lines, separator="\n"))
 
 
 @managers_only

@@ -15,8 +15,9 @@ from telegram.constants import ChatAction, MessageEntityType
 from telegram.ext import ContextTypes
 
 from bot.answering.models import Answer
-from bot.telegram import metrics
+from bot.telegram import metrics, more_sources
 from bot.telegram.context import state_of
+from bot.telegram.flood import sender_id
 from bot.telegram.render import plain_text, render_answer, render_quotes, strip_html
 from bot.telegram.replies import reply_rendered
 
@@ -61,8 +62,10 @@ async def answer_question(
             "Ask me a question about the news, e.g. /ask who signed with Zolotov?"
         )
         return
-    user = update.effective_user
-    wait = state.limiter.allow(user.id) if user else 0.0
+    # Per sender: a user, or the chat an anonymous group admin or a channel writes as (all
+    # anonymous admins share one user id, GroupAnonymousBot; a channel post has no user).
+    sender = sender_id(update)
+    wait = state.limiter.allow(sender) if sender is not None else 0.0
     if wait:
         await message.reply_text(
             f"You are asking faster than I can read. Please try again in {int(wait) + 1} s."
@@ -76,7 +79,11 @@ async def answer_question(
     started = time.perf_counter()
     answer = await state.engine.answer(question)
     metrics.observe_answer(answer.abstained, time.perf_counter() - started)
-    more_key = state.remember_more(answer.more_quotes) if answer.more_quotes else None
+    more_key = None
+    if answer.more_quotes and state.services is not None:
+        more_key = await more_sources.remember(
+            state.services.store, message.chat_id, answer.more_quotes
+        )
     html, plain = render_answer(answer), plain_text(answer)
     if cut_note:
         html[0] = f"<i>{escape(cut_note)}</i>\n\n{html[0]}"
@@ -147,12 +154,16 @@ async def on_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_more(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The "More sources" button: the answer's further quotes."""
+    """The "More sources" button: the answer's further quotes, in the chat they were for."""
     query = update.callback_query
     if query is None or not query.data:
         return
     state = state_of(context.bot_data)
-    quotes = state.more.get(query.data.partition(":")[2])
+    quotes = None
+    # The button's data comes from the client: its key counts only in its own chat.
+    if query.message is not None and state.services is not None:
+        key = query.data.partition(":")[2]
+        quotes = await more_sources.recall(state.services.store, query.message.chat.id, key)
     if not quotes:
         await query.answer("That answer is too old to expand; please ask again.")
         return
