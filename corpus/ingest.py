@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from corpus.faults import crash_point
 from corpus.models import ArticleDraft, IngestReport
 from corpus.readers import ReadFailure, ReadResult
 from corpus.store import ArticleLinker, Store
-from corpus.text import content_hash
+from corpus.text import content_hash, valid_unicode
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ async def ingest_one(
     in a transaction of its own with the id of the article already stored. A new article
     is queued for routing to its followers unless ``route`` is False.
     """
+    draft = _valid(draft)
     digest = content_hash(draft.text)
     existing = await store.article_by_url(draft.url) if draft.url else None
     if existing is not None:
@@ -60,6 +62,19 @@ async def ingest_one(
     article_id = await store.save_article(draft, digest=digest, route=route, link=link)
     report.added.append(article_id)
     return article_id
+
+
+def _valid(draft: ArticleDraft) -> ArticleDraft:
+    """The draft with lone surrogates replaced (a JSON file or a Telegram post may hold
+    them; SQLite and hashing refuse them)."""
+    return replace(
+        draft,
+        title=valid_unicode(draft.title),
+        text=valid_unicode(draft.text),
+        source=valid_unicode(draft.source),
+        url=valid_unicode(draft.url) if draft.url else draft.url,
+        authors=tuple(valid_unicode(a) for a in draft.authors),
+    )
 
 
 async def _duplicate(

@@ -13,7 +13,6 @@ from functools import wraps
 from html import escape
 from typing import Any
 
-from embeddings.index_updater import IndexUpdater
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
@@ -21,6 +20,7 @@ from bot.commands.corpus_cmds import format_stats
 from bot.commands.search_cmds import format_index_report
 from bot.services import url_policy as services_url_policy
 from bot.telegram import metrics
+from bot.telegram.args import parse_id
 from bot.telegram.context import state_of
 from bot.telegram.replies import edit_html
 from corpus.fetch import FetchError, UrlPolicy, fetch_url
@@ -28,6 +28,7 @@ from corpus.ingest import ingest_one
 from corpus.models import ArticleDraft, IngestReport
 from corpus.readers.html import parse_html
 from corpus.subscription_repo import SubscriptionRepo
+from embeddings.index_updater import IndexUpdater
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -79,10 +80,10 @@ async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     state = state_of(context.bot_data)
     message = update.effective_message
     assert state.services and message
-    if not context.args or not context.args[0].isdigit():
+    article_id = parse_id((context.args or [None])[0])
+    if article_id is None:
         await message.reply_text("Usage: /delete ARTICLE_ID (see /stats and `newsbot articles`).")
         return
-    article_id = int(context.args[0])
     if await state.services.store.delete_article(article_id):
         await message.reply_text(f"Deleted article {article_id}.")
         state.request_index()  # its chunks already stop matching: searches check the store

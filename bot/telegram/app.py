@@ -131,7 +131,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     log.error("error while handling an update", exc_info=error)
     state = state_of(context.bot_data)
-    if isinstance(update, Update) and update.effective_message:
+    # Never into a channel: there the apology would be posted to all its readers.
+    chat = update.effective_chat if isinstance(update, Update) else None
+    if isinstance(update, Update) and update.effective_message and chat and chat.type != "channel":
         with contextlib.suppress(TelegramError):  # the error may be Telegram itself
             await update.effective_message.reply_text(
                 "Sorry, something went wrong on my side. Please try again in a moment."

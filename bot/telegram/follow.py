@@ -18,11 +18,13 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.telegram.admin import Handler
+from bot.telegram.args import parse_id
 from bot.telegram.context import state_of
 from bot.telegram.render import pack
 from bot.telegram.replies import reply_rendered
 from corpus.feed_repo import FeedRepo
 from corpus.subscription_repo import SubscriptionRepo
+from corpus.text import valid_unicode
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_TOPIC_CHARS = 200
@@ -75,7 +77,7 @@ def _repo(context: ContextTypes.DEFAULT_TYPE) -> SubscriptionRepo:
 
 
 async def _record_chat(repo: SubscriptionRepo, chat: Chat) -> None:
-    await repo.upsert_chat(chat.id, chat.type, chat.title or chat.full_name or "")
+    await repo.upsert_chat(chat.id, chat.type, valid_unicode(chat.title or chat.full_name or ""))
     await repo.resume_chat(chat.id)  # a chat that speaks to us again is reachable again
 
 
@@ -97,15 +99,16 @@ async def on_follow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     await _record_chat(repo, chat)
     user_id = update.effective_user.id if update.effective_user else None
-    if args[0].lower() == "feed" and len(args) == 2 and args[1].isdigit():
-        feed = await FeedRepo(repo.store).get(int(args[1]))
+    feed_id = parse_id(args[1]) if len(args) == 2 else None
+    if args[0].lower() == "feed" and feed_id is not None:
+        feed = await FeedRepo(repo.store).get(feed_id)
         if feed is None:
             await message.reply_text(f"There is no feed {args[1]}.")
             return
         sub = await repo.add(chat.id, "feed", feed_id=feed.id, created_by=user_id)
         what = f"feed {feed.id} ({escape(feed.title or feed.url)})"
     else:
-        topic = " ".join(args)[:MAX_TOPIC_CHARS]
+        topic = valid_unicode(" ".join(args))[:MAX_TOPIC_CHARS]
         sub = await repo.add(chat.id, "topic", query=topic, created_by=user_id)
         services = state_of(context.bot_data).services
         assert services is not None
@@ -146,12 +149,13 @@ async def on_unfollow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     message, chat = update.effective_message, update.effective_chat
     assert message is not None and chat is not None  # checked by @managers_only
     arg = (context.args or [""])[0].lstrip("#")
-    if not arg.isdigit():
+    sub_id = parse_id(arg)
+    if sub_id is None:
         await message.reply_text("Usage: /unfollow ID (see /following).")
         return
     services = state_of(context.bot_data).services
     assert services is not None
-    if await _repo(context).remove(chat.id, int(arg)):
+    if await _repo(context).remove(chat.id, sub_id):
         await services.topic_matcher()  # drops the removed topic
         await message.reply_text(f"Stopped following #{arg}.")
     else:

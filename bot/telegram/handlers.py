@@ -11,7 +11,7 @@ import time
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ChatAction, MessageEntityType
+from telegram.constants import ChatAction
 from telegram.ext import ContextTypes
 
 from bot.answering.models import Answer
@@ -20,6 +20,7 @@ from bot.telegram.context import state_of
 from bot.telegram.flood import sender_id
 from bot.telegram.render import plain_text, render_answer, render_quotes, strip_html
 from bot.telegram.replies import reply_rendered
+from corpus.text import valid_unicode
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ async def answer_question(
     message = update.effective_message
     if message is None or state.engine is None:
         return
-    question = question.strip()
+    question = valid_unicode(question).strip()
     if not question:
         await message.reply_text(
             "Ask me a question about the news, e.g. /ask who signed with Zolotov?"
@@ -92,16 +93,17 @@ async def answer_question(
 
 
 def _mentions_bot(update: Update, username: str) -> str | None:
-    """The message text without the bot's @mention, if it mentions the bot."""
+    """The message text without the bot's @mention, if it mentions the bot.
+
+    Read from the text, not the entities: their offsets count UTF-16 units, which a client
+    may get wrong (half an emoji) or a lone surrogate makes unreadable."""
     message = update.effective_message
     if message is None or not message.text:
         return None
-    mention = f"@{username}".lower()
-    for entity in message.entities:
-        mentioned = message.parse_entity(entity).lower()
-        if entity.type == MessageEntityType.MENTION and mentioned == mention:
-            return re.sub(re.escape(mention), " ", message.text, flags=re.I).strip()
-    return None
+    mention = re.compile(rf"(?<![\w@])@{re.escape(username)}(?!\w)", re.I)
+    if not mention.search(message.text):
+        return None
+    return mention.sub(" ", message.text).strip()
 
 
 async def on_private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

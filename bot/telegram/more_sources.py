@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.answering.models import Quote
 from corpus.store import Store
+from corpus.text import valid_unicode
 
 KEEP_DAYS = 30
 MAX_ROWS = 20_000
@@ -67,6 +68,7 @@ async def recall(
     store: Store, chat_id: int, key: str, now: datetime | None = None
 ) -> tuple[Quote, ...] | None:
     """The quotes of ``key`` if it was made for ``chat_id`` and is not too old; else None."""
+    key = valid_unicode(key)  # callback data comes from the client
     if not key or len(key) > MAX_KEY_CHARS:
         return None
     row = await store.fetchone(

@@ -20,6 +20,7 @@ from telegram.ext import ContextTypes
 
 from bot.routing import route_pending
 from bot.telegram.admin import admin_only, url_policy
+from bot.telegram.args import parse_id
 from bot.telegram.context import BotState, state_of
 from bot.telegram.render import pack
 from bot.telegram.replies import reply_rendered
@@ -48,7 +49,7 @@ async def on_addfeed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     args = context.args or []
     settings = state_of(context.bot_data).settings
     minutes = settings.feed_poll_minutes
-    if len(args) == 2 and args[1].isdigit():
+    if len(args) == 2 and parse_id(args[1]) is not None:
         minutes = int(args[1])
     if not args or len(args) > 2 or not MIN_INTERVAL <= minutes <= MAX_INTERVAL:
         await message.reply_text(
@@ -98,10 +99,11 @@ async def on_removefeed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     message = update.effective_message
     assert message
     arg = (context.args or [""])[0]
-    if not arg.isdigit():
+    feed_id = parse_id(arg)
+    if feed_id is None:
         await message.reply_text("Usage: /removefeed ID (see /feeds).")
         return
-    if await _feeds(context).remove(int(arg)):
+    if await _feeds(context).remove(feed_id):
         await message.reply_text(f"Feed {arg} removed; its articles stay.")
     else:
         await message.reply_text(f"There is no feed {arg}.")
@@ -138,11 +140,12 @@ async def on_addchannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         await message.reply_text("Sorry, only the bot's admins can do that.")
         return
     arg = (context.args or [""])[0]
-    if not arg.lstrip("-").isdigit():
+    channel_id = parse_id(arg, negative=True)
+    if channel_id is None:
         await message.reply_text("Usage: /addchannel CHANNEL_ID, or post /addchannel in it.")
         return
     try:
-        info = await context.bot.get_chat(int(arg))
+        info = await context.bot.get_chat(channel_id)
     except TelegramError as exc:
         await message.reply_text(f"I cannot see that channel ({exc}); add me as an admin.")
         return
@@ -157,10 +160,11 @@ async def on_approvechannel(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     message, user = update.effective_message, update.effective_user
     assert message is not None and user is not None  # checked by @admin_only
     arg = (context.args or [""])[0]
-    if not arg.lstrip("-").isdigit():
+    channel_id = parse_id(arg, negative=True)
+    if channel_id is None:
         await message.reply_text("Usage: /approvechannel CHANNEL_ID")
         return
-    source = await _feeds(context).approve_channel(int(arg), user.id)
+    source = await _feeds(context).approve_channel(channel_id, user.id)
     if source is None:
         await message.reply_text(f"No channel {arg} asked to become a source.")
         return
@@ -179,10 +183,11 @@ async def on_removechannel(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         if not state_of(context.bot_data).is_admin(user.id if user else None):
             await message.reply_text("Sorry, only the bot's admins can do that.")
             return
-        if not arg.lstrip("-").isdigit():
+        channel_id = parse_id(arg, negative=True)
+        if channel_id is None:
             await message.reply_text("Usage: /removechannel CHANNEL_ID")
             return
-        target = int(arg)
+        target = channel_id
     removed = await _feeds(context).remove_channel(target)
     await message.reply_text(
         "Channel removed as a source." if removed else "That channel is not a source."
