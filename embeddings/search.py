@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -34,7 +36,6 @@ from corpus.models import Article, Chunk
 from corpus.store import (  # the store's own row decoders, for one query of both tables
     _ARTICLE_COLUMNS,
     _CHUNK_COLUMNS,
-    ChunkIndexRow,
     Store,
     _article,
     _chunk,
@@ -84,10 +85,23 @@ class Hit:
     keyword_score: float | None
 
 
+class MetaRow(Protocol):
+    """What :class:`ChunkMeta` reads of a chunk (``IndexRow`` and ``ChunkIndexRow`` have it)."""
+
+    @property
+    def chunk_id(self) -> int: ...
+    @property
+    def article_id(self) -> int: ...
+    @property
+    def published_at(self) -> date | None: ...
+    @property
+    def source(self) -> str: ...
+
+
 class ChunkMeta:
     """Per-chunk arrays for fast filtering (rebuilt with every index swap)."""
 
-    def __init__(self, rows: list[ChunkIndexRow]) -> None:
+    def __init__(self, rows: Sequence[MetaRow]) -> None:
         self.chunk_ids = np.array([r.chunk_id for r in rows], dtype=np.int64)
         self.article_ids = np.array([r.article_id for r in rows], dtype=np.int64)
         self.days = np.array(
@@ -158,7 +172,11 @@ class _Live:
 
 
 class SearchService:
-    """Hybrid retrieval over the store's chunks, with live, non-blocking re-indexing."""
+    """Hybrid retrieval over the store's chunks, with live, non-blocking re-indexing.
+
+    :meth:`update` waits for the update it makes; what must not wait (handlers, feeds)
+    asks ``embeddings.index_updater.IndexUpdater`` instead, which calls it in the background.
+    """
 
     def __init__(
         self,
@@ -182,8 +200,13 @@ class SearchService:
 
     @property
     def busy(self) -> bool:
-        """Whether an index update is running."""
+        """Whether an index update (or a load from disk) is running."""
         return self._update_lock.locked()
+
+    @property
+    def indexed_version(self) -> int | None:
+        """The corpus version the live index was built from (None: no index yet)."""
+        return self._live.index.manifest.corpus_version if self._live else None
 
     @property
     def count(self) -> int:
@@ -204,7 +227,7 @@ class SearchService:
             log.exception("the index on disk is unreadable; rebuilding it")
             loaded = None
         if loaded is not None:
-            rows = await self.store.chunk_rows_for_index()
+            rows, _ = await self._builder.rows(full=True)
             self._live = await asyncio.to_thread(self._make_live, loaded, rows)
             if await self._up_to_date(self._live):
                 return None
@@ -233,9 +256,47 @@ class SearchService:
             self._live = await asyncio.to_thread(self._make_live, new_index, rows, previous)
             return report
 
+    async def refresh_from_disk(self) -> bool:
+        """Swap in the index another process saved (``newsbot ingest`` or ``poll`` from cron
+        writing into the same database and index directory) when it was built from the
+        store as it is now: loading it costs a read, where an update would embed and
+        index what that process already did. False when there is none such (then update)."""
+        async with self._update_lock:
+            live = self._live
+            manifest = await asyncio.to_thread(self.directory.read_manifest)
+            if manifest is None or (live is not None and manifest == live.index.manifest):
+                return False  # nothing saved, or the one this index came from
+            version = await self.store.corpus_version()
+            if manifest.corpus_version != version or (
+                live is not None and live.index.manifest.corpus_version == version
+            ):
+                return False
+            try:
+                manifest.check(self.embedder.name, self.embedder.dim)
+            except IndexMismatch:
+                return False
+            started = time.perf_counter()
+            try:
+                loaded = await asyncio.to_thread(self.directory.load)
+            except Exception:
+                log.warning("could not load the index another process saved", exc_info=True)
+                return False
+            # Saved again between the two reads: take it only if it still fits.
+            if loaded is None or loaded.manifest.corpus_version != version:
+                return False
+            loaded.manifest.check(self.embedder.name, self.embedder.dim)
+            rows, _ = await self._builder.rows()
+            self._live = await asyncio.to_thread(self._make_live, loaded, rows, live)
+            log.info(
+                "loaded the index saved at corpus version %d by another process (%.2f s)",
+                version,
+                time.perf_counter() - started,
+            )
+            return True
+
     @staticmethod
     def _make_live(
-        index: LoadedIndex, rows: list[ChunkIndexRow], previous: _Live | None = None
+        index: LoadedIndex, rows: Sequence[MetaRow], previous: _Live | None = None
     ) -> _Live:
         """The searchable pair with what searches need built before it is swapped in."""
         if previous is not None and previous.index.manifest.model != index.manifest.model:

@@ -27,6 +27,9 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids
+
     def ids(self, key: str, text: str) -> np.ndarray:
         """The token ids of ``text``, tokenized only the first time ``key`` is seen."""
         cached = self._ids.get(key)

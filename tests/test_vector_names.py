@@ -51,6 +51,13 @@ async def test_an_earlier_precision_named_data_dir_is_neither_reembedded_nor_reb
         assert conn.execute("SELECT DISTINCT model FROM chunk_vectors").fetchall() == [
             ("hash-embedder@bf16",)
         ]
+        # Migration 5 came later: undo it too, so that opening applies 4 and 5 again.
+        conn.executescript(
+            "DROP TABLE more_quotes; DROP TABLE route_queue;"
+            " ALTER TABLE channel_sources DROP COLUMN status;"
+            " ALTER TABLE chats DROP COLUMN digest_failures;"
+            " ALTER TABLE chats DROP COLUMN digest_retry_at;"
+        )
         conn.execute("PRAGMA user_version = 3")
     store = await Store.open(db)
     try:
