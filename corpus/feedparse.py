@@ -3,14 +3,22 @@
 feedparser does the heavy lifting (formats, dates, relative links, HTML
 sanitizing); this module reduces its loose dictionaries to the few typed
 fields the corpus needs, with all HTML turned into plain text.
+
+A feed is whatever a remote server sends, so two things happen before
+feedparser parses it (see "Hostile documents" below): XML entity declarations
+are removed, since feedparser expands the ones it deems safe (a 60 KB feed
+became a 100-million-character summary), and four of feedparser's regular
+expressions that backtrack on crafted input are replaced by linear ones.
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import io
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +27,9 @@ from html.parser import HTMLParser
 from typing import Any
 
 import feedparser
+import feedparser.encodings
+import feedparser.mixin
+import feedparser.sanitizer
 
 __all__ = [
     "FULL_CONTENT_MIN_CHARS",
@@ -127,10 +138,43 @@ class _TextExtractor(HTMLParser):
         return "\n\n".join(self._paragraphs)
 
 
+# Where HTMLParser (``_markupbase``) sees a comment end and a marked-section end.
+_COMMENT_CLOSE = re.compile(r"--\s*>")
+_SECTION_CLOSE = re.compile(r"]\s*>")
+# A marked section whose keyword HTMLParser does not know: it raises AssertionError
+# on "<![x" or "<![1" instead of reading on.
+_UNKNOWN_SECTION = re.compile(
+    r"<!\[(?!(?:temp|cdata|ignore|include|rcdata|if|else|endif)(?![-_.a-z0-9]))",
+    re.IGNORECASE | re.ASCII,
+)
+
+
+def _escape_after_last(html: str, close: re.Pattern[str], opener: str) -> str:
+    """``html`` with ``opener`` escaped wherever no ``close`` follows it."""
+    done = max((m.end() for m in close.finditer(html)), default=0)
+    return html[:done] + html[done:].replace(opener, "&lt;" + opener[1:])
+
+
+def _defuse_unclosed(html: str) -> str:
+    """``html`` with the openers nothing closes escaped, so they read as the text they are.
+
+    Python's HTMLParser (before 3.11.13: CPython gh-135462) tries such an opener
+    against all the rest of the input, then moves on by a character or a tag: a
+    "<" with no ">" after it, "<!--" with no "-->", or "<![" with no "]>",
+    repeated, is quadratic (40,000 characters of "<a " took 15 s).  It shows
+    them as text in the end anyway; escaped, they are text from the start.
+    """
+    cut = html.rfind(">") + 1
+    head, tail = html[:cut], html[cut:].replace("<", "&lt;")
+    head = _escape_after_last(head, _COMMENT_CLOSE, "<!--")
+    head = _escape_after_last(head, _SECTION_CLOSE, "<![")
+    return _UNKNOWN_SECTION.sub("&lt;![", head) + tail
+
+
 def html_to_text(html: str) -> str:
     """Plain text of an HTML fragment; paragraphs separated by blank lines."""
     extractor = _TextExtractor()
-    extractor.feed(html)
+    extractor.feed(_defuse_unclosed(html))
     return extractor.text()
 
 
@@ -244,6 +288,101 @@ def _entry(entry: Mapping[str, Any]) -> FeedEntry:
 
 
 # --------------------------------------------------------------------------
+# Hostile documents
+# --------------------------------------------------------------------------
+
+# An entity declaration, quoted values and all, up to its closing ">".  Unquoted
+# parts stop at "<" and quoted ones at their quote, so no scan can run past the
+# next declaration: linear even on a megabyte of "<!ENTITY".
+_ENTITY_DECLARATION = re.compile(rb"""<!ENTITY(?:[^<>"']++|"[^"]*+"|'[^']*+')*+>""")
+
+# feedparser's own patterns, with the same purpose and linear time.  The
+# originals are, in order: cubic on a first line holding many 'encoding="'
+# (20 KB took 22 s), and quadratic on a run of blank lines before the root
+# element (``^\s*`` is tried again at every line of it; 20,000 lines took 2.6 s,
+# four times over).  Now the encoding is read from the XML declaration itself,
+# and an ENTITY or DOCTYPE declaration is looked for after the blanks of its own
+# line only.  A DOCTYPE with an internal subset holding markup is no longer cut
+# at the first ">" inside it (that left "]>" in the document and forced the
+# loose parser).
+_SAFE_FEEDPARSER_PATTERNS = {
+    (feedparser.encodings, "RE_XML_PI_ENCODING"): re.compile(
+        rb"""^<\?[^\n>]{0,200}?encoding=['"]([^'"\n>]{0,64})['"][^\n>]{0,200}?\?>"""
+    ),
+    (feedparser.sanitizer, "RE_ENTITY_PATTERN"): re.compile(
+        rb"^[^\S\n]*<!ENTITY([^>]*?)>", re.MULTILINE
+    ),
+    (feedparser.sanitizer, "RE_DOCTYPE_PATTERN"): re.compile(
+        rb"^[^\S\n]*<!DOCTYPE([^<>]*+)>", re.MULTILINE
+    ),
+}
+
+
+# The e-mail pattern feedparser searches every author name with (mixin.py,
+# ``_sync_author_detail``), as written there.  Tried from every character of a
+# long run of name characters it is quadratic: a 20 KB <author> took 3 s, a
+# 50 KB one more than 10 s (upstream: kurtmckee/feedparser#562, unfixed).
+_FEEDPARSER_EMAIL = (
+    r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|"""
+    r"""(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
+)
+# The same pattern, started only where a run of those characters begins.  The
+# leftmost match is the same (a match inside a run implies one from its start),
+# and the run is scanned once.
+_LINEAR_EMAIL = re.compile(r"(?<![a-zA-Z0-9_\-.+])" + _FEEDPARSER_EMAIL)
+
+
+class _ReWithLinearEmail:
+    """The ``re`` module as feedparser.mixin sees it: its e-mail search is linear."""
+
+    def search(self, pattern: str, string: str, flags: int = 0) -> re.Match[str] | None:
+        if pattern == _FEEDPARSER_EMAIL and not flags:
+            return _LINEAR_EMAIL.search(string)
+        return re.search(pattern, string, flags)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re, name)
+
+
+@functools.cache
+def _harden_feedparser() -> None:
+    """Swap in the linear patterns (once; feedparser reads them at call time).
+
+    A later feedparser that renames or fixes them is left alone: a missing
+    constant is skipped, and a changed e-mail pattern is searched as written.
+    """
+    for (module, name), pattern in _SAFE_FEEDPARSER_PATTERNS.items():
+        if hasattr(module, name):
+            setattr(module, name, pattern)
+    if feedparser.mixin.re is re:
+        feedparser.mixin.re = _ReWithLinearEmail()
+
+
+def _without_entity_declarations(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """The document (and its content type) with XML entity declarations removed.
+
+    feedparser expands declared entities whose value holds no "&": one 50 KB
+    entity named 2,000 times is 100 MB of text (the "quadratic blowup"; expat
+    stops nested "billion laughs", feedparser's loose parser does not stop this).
+    Without their declarations, references stay as literal text.
+
+    The check runs on the document as feedparser will decode it (any charset the
+    server names, UTF-16, UTF-7...), so an encoding cannot hide a declaration.
+    A document without declarations is returned untouched; one with them comes
+    back as that UTF-8 text.  Raises ``FeedParseError`` for a declaration that
+    does not close: no real feed has one.
+    """
+    as_parsed = feedparser.encodings.convert_to_utf8({"content-type": content_type}, body, {})
+    if b"<!ENTITY" not in as_parsed:
+        return body, content_type
+    stripped = _ENTITY_DECLARATION.sub(b"", as_parsed)
+    if b"<!ENTITY" in stripped:
+        raise FeedParseError("That feed declares XML entities in a way I can't read safely.")
+    log.info("removed XML entity declarations from a feed")
+    return stripped, "application/xml; charset=utf-8"
+
+
+# --------------------------------------------------------------------------
 # Feed
 # --------------------------------------------------------------------------
 
@@ -256,8 +395,10 @@ def parse_feed(body: bytes, url: str, *, charset: str | None = None) -> ParsedFe
     Minor problems (feedparser's "bozo" flag) are logged and tolerated;
     ``FeedParseError`` is raised only when the document is not a feed.
     """
+    _harden_feedparser()
     content_type = "application/xml" + (f"; charset={charset}" if charset else "")
     try:
+        body, content_type = _without_entity_declarations(body, content_type)
         # Wrap the bytes in a stream: given bytes or str, feedparser treats
         # them as a file name or URL when they look like one, which would
         # let a response body make us read local files or fetch URLs.
@@ -265,6 +406,8 @@ def parse_feed(body: bytes, url: str, *, charset: str | None = None) -> ParsedFe
             io.BytesIO(body),
             response_headers={"content-location": url, "content-type": content_type},
         )
+    except FeedParseError:
+        raise
     except Exception as exc:  # untrusted input; feedparser is large
         log.warning("feedparser crashed on %s: %r", url, exc)
         raise FeedParseError() from exc

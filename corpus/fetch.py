@@ -12,7 +12,12 @@ the SSRF boundary of the project.  The rules:
 * the connection goes to the address that was checked (DNS pinning, see
   ``_pinned_request``), so DNS rebinding cannot swap in a private address
   between the check and the connect;
-* a total time budget and a byte budget bound what one fetch can cost.
+* a total time budget and a byte budget bound what one fetch can cost.  The
+  byte budget counts decoded bytes: the body is decompressed here, from the
+  raw stream, in steps of at most ``_STEP`` bytes (see ``_Inflater``), so a
+  compression bomb stops at the budget instead of filling memory first.  A
+  body compressed more than once (``Content-Encoding: gzip, gzip``) or in a
+  coding we did not ask for is refused.
 
 ``UrlPolicy.allowed_hosts`` is the single escape hatch: explicitly listed
 ``host`` / ``host:port`` entries may resolve to non-public addresses.  It
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -75,6 +82,14 @@ _ACCEPT = (
 # those optional packages happen to be installed; being explicit keeps the
 # behaviour identical everywhere.
 _ACCEPT_ENCODING = "gzip, deflate"
+# Most bytes one decompression step may produce.  httpx's own decoders inflate a
+# whole network read at once: with gzip inside gzip, 590 bytes on the wire became
+# 256 MB in one step, long before any size check could see it.
+_STEP = 64 * 1024
+# zlib window sizes: gzip framing, zlib framing, and raw deflate (no framing).
+_GZIP_WBITS = zlib.MAX_WBITS | 16
+_ZLIB_WBITS = zlib.MAX_WBITS
+_RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 
 
 @dataclass(frozen=True)
@@ -139,22 +154,109 @@ async def _send_pinned(
     raise UnreachableHost(f"I couldn't connect to {target.host}.")
 
 
+class _Identity:
+    """The body as sent: no content coding."""
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if data:
+            yield data
+
+
+class _Inflater:
+    """Decode one gzip or deflate stream in pieces of at most ``_STEP`` bytes.
+
+    ``zlib``'s ``max_length`` stops a step once that much output exists and
+    keeps the input it has not used in ``unconsumed_tail``, so however far a
+    chunk would inflate, only one step's output exists at a time.
+    """
+
+    def __init__(self, coding: str) -> None:
+        gzip = coding in ("gzip", "x-gzip")
+        self._decoder = zlib.decompressobj(_GZIP_WBITS if gzip else _ZLIB_WBITS)
+        # "deflate" should carry zlib framing, but some servers send raw deflate;
+        # like browsers (and httpx), try zlib first and fall back on the first step.
+        # That step needs the two header bytes zlib checks, hence ``_head``.
+        self._may_be_raw = not gzip
+        self._started = False
+        self._head = b""
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The decoded bytes of ``data``, one bounded step after another."""
+        if not self._started and self._may_be_raw:
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, b""
+        pending = data
+        while not self._decoder.eof:
+            out = self._step(pending)
+            pending = self._decoder.unconsumed_tail
+            if out:
+                yield out
+            # A full step may leave output inside zlib: ask again, even without input.
+            if not pending and len(out) < _STEP:
+                return
+        # Anything after the end of the stream is ignored, as httpx does.
+
+    def _step(self, data: bytes) -> bytes:
+        try:
+            out = self._decoder.decompress(data, _STEP)
+        except zlib.error:
+            if not (self._may_be_raw and not self._started):
+                raise
+            self._may_be_raw = False
+            self._decoder = zlib.decompressobj(_RAW_DEFLATE_WBITS)
+            out = self._decoder.decompress(data, _STEP)
+        self._started = True
+        return out
+
+
+_BodyDecoder = _Identity | _Inflater
+
+
+def _body_decoder(response: httpx.Response) -> _BodyDecoder:
+    """A decoder for the response's Content-Encoding, or a ``FetchError``.
+
+    One gzip or deflate layer is decoded.  Stacked codings are refused rather
+    than decoded: no real site sends them, and each layer would multiply what a
+    few hundred bytes can expand to.  So are codings we never offered.
+    """
+    header = response.headers.get("content-encoding", "")
+    codings = [c.strip().lower() for c in header.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) > 1:
+        raise FetchError("The site sent the page compressed more than once; I don't read that.")
+    if not codings:
+        return _Identity()
+    if codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError("The site sent the page in a compression I can't read.")
+    return _Inflater(codings[0])
+
+
 async def _read_limited(response: httpx.Response, max_bytes: int) -> bytes:
-    """Read the (decoded) body, stopping as soon as it exceeds ``max_bytes``.
+    """Read and decode the body, stopping as soon as it exceeds ``max_bytes``.
 
     Content-Length is checked first so an honest huge response is refused
     without reading it; the running count catches servers that omit or
     understate it (chunked, read-until-close) and compressed bodies that
-    inflate.  Peak memory is bounded by ``max_bytes`` plus one decoded chunk.
+    inflate.  The raw stream is decoded here rather than by httpx, one bounded
+    step at a time, so peak memory stays within ``max_bytes`` plus one step
+    (``_STEP``) plus one network read, whatever the compression ratio.
     """
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise ResponseTooLarge()
+    decoder = _body_decoder(response)
     body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > max_bytes:
-            raise ResponseTooLarge()  # the caller closes the stream: we stop reading
+    try:
+        async for chunk in response.aiter_raw():
+            for piece in decoder.feed(chunk):
+                body += piece
+                if len(body) > max_bytes:
+                    raise ResponseTooLarge()  # the caller closes the stream: we stop reading
+    except zlib.error as exc:
+        log.info("undecodable %s body: %r", response.headers.get("content-encoding"), exc)
+        raise FetchError("The site sent a response I couldn't read.") from None
     return bytes(body)
 
 
@@ -279,7 +381,7 @@ async def fetch_url(
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise FetchTimeout() from exc
     except httpx.HTTPError as exc:
-        # Protocol errors, dropped connections, undecodable gzip...: the
-        # details go to the log, the user gets a plain sentence.
+        # Protocol errors, dropped connections...: the details go to the
+        # log, the user gets a plain sentence.
         log.info("fetch of %s failed: %r", url, exc)
         raise FetchError("The site sent a response I couldn't read.") from exc

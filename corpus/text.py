@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator
 
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"\S+")
@@ -44,14 +45,31 @@ ABBREVIATIONS = frozenset(
     """.split()
 )
 
-_BOUNDARY = re.compile(
-    r"""[.!?…]+            # end punctuation
-        [\"'”’»)\]]*       # closing quotes or brackets
-        (?=\s+[\"'“‘«(\[]*[A-Z0-9À-ÖØ-ÞА-ЯЁ])  # white space, then a sentence start
+# A sentence boundary is a run of end punctuation, then what may follow it. The two are
+# matched separately, the run first, because one pattern ``[.!?…]+[...]*(?=...)`` is tried
+# again at every character of a long punctuation run and rescans the run each time:
+# quadratic (20,000 dots took seconds). Each run is now seen once, and the possessive
+# quantifiers below never give back what they matched (giving back could never help: the
+# next character would be punctuation, a closer or white space again).
+_END_PUNCT = re.compile(r"[.!?…]+")
+_AFTER_END = re.compile(
+    r"""[\"'”’»)\]]*+         # closing quotes or brackets
+        (?=\s++[\"'“‘«(\[]*+[A-Z0-9À-ÖØ-ÞА-ЯЁ])  # white space, then a sentence start
     """,
     re.VERBOSE,
 )
 _PARAGRAPH = re.compile(r"\n\s*\n")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates (which JSON's ``\\udXXX`` escapes can smuggle in, and
+    which neither UTF-8 nor SQLite accept) replaced by U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def fold_quotes(text: str) -> str:
@@ -129,16 +147,25 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return spans
 
 
+def _boundaries(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each sentence boundary in ``text[start:end]``: end punctuation,
+    closers, with white space and a sentence start after them. Linear in the length."""
+    for run in _END_PUNCT.finditer(text, start, end):
+        after = _AFTER_END.match(text, run.end(), end)
+        if after is not None:
+            yield run.start(), after.end()
+
+
 def _paragraph_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     sent_start = start
-    for match in _BOUNDARY.finditer(text, start, end):
-        if _is_abbreviation(text, match.start()) and match.end() - match.start() == 1:
+    for mark_start, mark_end in _boundaries(text, start, end):
+        if mark_end - mark_start == 1 and _is_abbreviation(text, mark_start):
             continue
-        s, e = _trim(text, sent_start, match.end())
+        s, e = _trim(text, sent_start, mark_end)
         if s < e:
             spans.append((s, e))
-        sent_start = match.end()
+        sent_start = mark_end
     s, e = _trim(text, sent_start, end)
     if s < e:
         spans.append((s, e))

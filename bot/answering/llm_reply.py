@@ -30,7 +30,10 @@ class LlmError(Exception):
     """The endpoint could not be reached or answered with something unusable."""
 
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+# The white space after the opening fence is possessive: giving it back cannot help (the
+# fenced text is stripped anyway), and retrying each split of a long run against the lazy
+# body was quadratic on an unclosed fence.
+_FENCE = re.compile(r"```(?:json|JSON)?\s*+(.*?)```", re.DOTALL)
 
 
 def _json_objects(content: str) -> list[Any]:

@@ -20,7 +20,10 @@ MIN_QUOTE_WORDS = 3
 _WS = re.compile(r"\s+")
 # What may wrap a quote without being part of it: white space, quotation marks
 # (straight and typographic), ellipses and a dangling "..." of a cut-off quote.
-_WRAPPING = re.compile(r"^(?:\s|[\"'“”‘’«»„‚]|…|\.\.\.)+|(?:\s|[\"'“”‘’«»„‚]|…|\.\.\.)+$")
+# Anchored at the start only: the end is stripped on the reversed text (every unit
+# reads the same backwards). "(...)+$" was tried from every character of a long
+# inner run of spaces or quotes and rescanned it each time: quadratic.
+_WRAPPING = re.compile(r"\A(?:\s|[\"'“”‘’«»„‚]|…|\.\.\.)+")
 
 
 def normalize_with_map(text: str, base: int = 0) -> tuple[str, list[int]]:
@@ -46,7 +49,8 @@ def normalize_with_map(text: str, base: int = 0) -> tuple[str, list[int]]:
 
 def clean_quote(quoted: str) -> str:
     """The quote without wrapping marks, folded and with white space collapsed."""
-    core = _WRAPPING.sub("", quoted)
+    core = _WRAPPING.sub("", quoted, count=1)
+    core = _WRAPPING.sub("", core[::-1], count=1)[::-1]
     return _WS.sub(" ", fold_quotes(core)).strip()
 
 

@@ -281,7 +281,7 @@ def strip_html(html: str) -> str:
     import re
     from html import unescape
 
-    return unescape(re.sub(r"<[^>]+>", "", html))
+    return unescape(re.sub(r"<[^<>]+>", "", html))
 
 
 def render_push(article: Article, quote: tuple[int, int] | None, topic: str = "") -> str:

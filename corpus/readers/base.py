@@ -65,19 +65,41 @@ def read_text(path: Path, max_bytes: int) -> str:
     return decode_utf8(read_bytes(path, max_bytes))
 
 
+# No date is written in more characters than this; dateutil takes minutes on a megabyte
+# of digits or spaces, so longer strings are not given to it.
+MAX_DATE_CHARS = 100
+
+
 def parse_date(value: Any) -> date | None:
-    """Be liberal: ISO dates and datetimes, "2023/01/05", RFC 2822, epoch seconds."""
+    """Be liberal: ISO dates and datetimes, "2023/01/05", RFC 2822, epoch seconds.
+
+    None when there is no value or it is not a date a calendar can hold (1e300, NaN,
+    -1e12 seconds, True, a thousand-character string): callers report it, never crash.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
+    if isinstance(value, bool):
+        return None  # a bool is an int to Python, but never a timestamp
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value).date()
+        return _date_from_epoch(value)
+    text = str(value)
+    if len(text) > MAX_DATE_CHARS:
+        return None
     try:
-        return date_parser.parse(str(value), fuzzy=False).date()
+        return date_parser.parse(text, fuzzy=False).date()
     except (ValueError, OverflowError):
+        return None
+
+
+def _date_from_epoch(seconds: float) -> date | None:
+    """The local date ``seconds`` after 1970, or None when no calendar date is that far."""
+    try:
+        return datetime.fromtimestamp(seconds).date()
+    except (OverflowError, ValueError, OSError):  # too large, NaN, before year 1, ...
         return None
 
 

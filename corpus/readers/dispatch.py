@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from corpus.readers.jsonfmt import parse_json, parse_jsonl
 from corpus.readers.markdown import parse_markdown
 from corpus.readers.seed import parse_seed
 
+log = logging.getLogger(__name__)
+
+_HTML_SUFFIXES = frozenset({".html", ".htm"})
 SUPPORTED_SUFFIXES = frozenset(
     {".txt", ".json", ".jsonl", ".ndjson", ".html", ".htm", ".md", ".markdown"}
 )
@@ -28,16 +32,26 @@ def _read_file(path: Path, max_bytes: int) -> Iterator[ReadResult]:
     suffix = path.suffix.lower()
     try:
         data = read_bytes(path, max_bytes)
-        if suffix in (".html", ".htm"):
-            yield parse_html(data, origin)
-            return
-        text = decode_utf8(data)
+        # trafilatura finds an HTML page's encoding itself; the other formats are UTF-8.
+        content = data if suffix in _HTML_SUFFIXES else decode_utf8(data)
     except UnreadableFile as exc:
         yield ReadFailure(origin, str(exc))
         return
     except OSError as exc:
         yield ReadFailure(origin, f"cannot read the file ({exc.strerror or exc})")
         return
+    try:
+        yield from _parse(suffix, content, origin)
+    except Exception as exc:  # a reader's bug on one odd file must not end the whole ingest
+        log.exception("reading %s failed", origin)
+        yield ReadFailure(origin, f"could not read the file ({type(exc).__name__})")
+
+
+def _parse(suffix: str, content: str | bytes, origin: str) -> Iterator[ReadResult]:
+    if isinstance(content, bytes):
+        yield parse_html(content, origin)
+        return
+    text = content
     if suffix == ".txt":
         yield parse_seed(text, origin)
     elif suffix == ".json":

@@ -17,6 +17,13 @@ def looks_like_seed(text: str) -> bool:
     return bool(_DATE_LINE.match(first))
 
 
+def _skip_blank(lines: list[str], at: int) -> int:
+    """Index of the first line from ``at`` on that is not blank (``len(lines)`` if none)."""
+    while at < len(lines) and not lines[at].strip():
+        at += 1
+    return at
+
+
 def parse_seed(text: str, origin: str) -> ReadResult:
     """Parse one seed-format article."""
     lines = text.replace("\r\n", "\n").lstrip("\ufeff").split("\n")
@@ -24,18 +31,18 @@ def parse_seed(text: str, origin: str) -> ReadResult:
     if not match:
         return ReadFailure(origin, "missing date line (' date YYYY-MM-DD ...')")
     published = parse_date(match.group(1))
-    rest = lines[1:]
-    while rest and not rest[0].strip():
-        rest.pop(0)
-    title = rest.pop(0).strip() if rest else ""
-    while rest and not rest[0].strip():
-        rest.pop(0)
+    # Walk an index instead of popping the list's head: pop(0) moves every later
+    # line, which made a file of a million blank lines take minutes.
+    at = _skip_blank(lines, 1)
+    title = lines[at].strip() if at < len(lines) else ""
+    at = _skip_blank(lines, at + 1)
     source = ""
-    if rest and rest[0].strip().lower().startswith("by "):
-        source = rest.pop(0).strip()[3:].strip()
+    if at < len(lines) and lines[at].strip().lower().startswith("by "):
+        source = lines[at].strip()[3:].strip()
+        at += 1
     draft = ArticleDraft(
         title=title,
-        text=clean_body("\n".join(rest)),
+        text=clean_body("\n".join(lines[at:])),
         published_at=published,
         source=source,
         origin=origin,
