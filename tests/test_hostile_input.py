@@ -52,9 +52,13 @@ def run_child(code: str, *args: str, timeout: float = CHILD_TIMEOUT) -> dict[str
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-# The children report their peak resident memory (ru_maxrss, KiB on Linux) before and
-# after the work, so a test can bound what the work itself added.
-_PEAK = "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"
+# The children report their peak resident memory before and after the work, so a test can
+# bound what the work itself added. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
+# exec, so a child of a big pytest process would report its parent's peak.
+_PEAK = (
+    "int(next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))"
+    ".split()[1]) / 1024"
+)
 
 
 def _deflate_zeros(n_bytes: int, wbits: int) -> bytes:
@@ -70,7 +74,7 @@ def _deflate_zeros(n_bytes: int, wbits: int) -> bytes:
 # --------------------------------------------------------------------------
 
 _FETCH_CHILD = f"""
-    import asyncio, json, resource, sys
+    import asyncio, json, sys
     from corpus.fetch import FetchError, UrlPolicy, fetch_url
 
     url, netloc, max_bytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -168,7 +172,7 @@ async def test_coding_we_did_not_offer_is_refused() -> None:
 # --------------------------------------------------------------------------
 
 _FEED_CHILD = f"""
-    import json, resource, sys
+    import json, sys
     from pathlib import Path
     from corpus.feedparse import FeedParseError, parse_feed
 
