@@ -10,19 +10,27 @@
 
 Plain Python used by the CLI, the benchmarks and the bot. Every quote is an exact sentence
 span of a stored article.
+
+Never on the event loop: the CPU work of an answer (parsing the question, splitting and
+scoring the evidence sentences, choosing the passages, composing the quotes) runs in worker
+threads, one hop per stage (``asyncio.to_thread``), so a bot answering many chats, or
+re-indexing, keeps serving the others while one answer is worked out. Search and the
+reader have threads of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from bot.answering.evidence import Evidence, score_sentences
 from bot.answering.models import Answer, Quote
 from bot.answering.question import QuestionInfo, analyze
 from bot.answering.reader import Reading, window_around
-from bot.answering.timeparse import resolve_time
+from bot.answering.timeparse import TimeRange, resolve_time
 from corpus.models import Article
 from corpus.store import Store
 from corpus.text import normalize_for_hash, sentence_spans
@@ -190,6 +198,68 @@ def best_finding(reading: Reading, passages: list[Passage]) -> Finding | None:
     )
 
 
+# -- the CPU stages of one answer: plain functions, each run in one worker thread ------------
+
+
+def understand(question: str, as_of: date) -> tuple[QuestionInfo, TimeRange | None]:
+    """Stage 1: the question parsed, and the period it names (resolved on ``as_of``)."""
+    info = analyze(question)
+    return info, resolve_time(info.text, as_of)
+
+
+def weigh(
+    info: QuestionInfo,
+    hits: list[Hit],
+    idf: Callable[[str], float],
+    is_weak: Callable[[Evidence], bool],
+    read_passages: int | None,
+    window_words: int,
+) -> tuple[list[Evidence], bool, list[Passage]]:
+    """Stage 2: the hits' sentences scored, whether they are too weak to show, and (with
+    ``read_passages``, when they are not) the windows to read."""
+    evidence = score_sentences(info, hits, idf)
+    weak = not evidence or is_weak(evidence[0])
+    passages: list[Passage] = []
+    if not weak and read_passages is not None:
+        passages = passages_for(evidence, read_passages, window_words)
+    return evidence, weak, passages
+
+
+def conclude(
+    info: QuestionInfo,
+    as_of: date,
+    evidence: list[Evidence],
+    weak: bool,
+    passages: list[Passage],
+    reading: Reading | None,
+    limits: Thresholds,
+    method: str,
+) -> tuple[Finding | None, Answer | None]:
+    """Stage 3: the reader's finding and the answer shown; None for "not found" (which
+    needs the store's date range, read by the caller)."""
+    finding = best_finding(reading, passages) if reading is not None else None
+    kind = decide(weak, finding, limits)
+    if kind == "not_found":
+        return finding, None
+    if kind == "answer" and finding is not None:
+        text, quotes = finding.text, supporting_quotes(finding, evidence)
+    else:
+        # Only the quotes shown are made: the evidence list can hold hundreds of sentences.
+        text, quotes = "", [quote_of(ev) for ev in evidence[: MAX_QUOTES + MORE_QUOTES]]
+    quotes = quotes[: MAX_QUOTES + MORE_QUOTES]
+    answer = Answer(
+        question=info.text,
+        text=text,
+        abstained=False,
+        quotes=tuple(quotes[:MAX_QUOTES]),
+        more_quotes=tuple(quotes[MAX_QUOTES:]),
+        as_of=as_of,
+        confidence=finding.confidence if finding else 0.0,
+        method=method,
+    )
+    return finding, answer
+
+
 class AnswerEngine:
     """Question answering over the corpus: retrieve, read, quote."""
 
@@ -213,7 +283,10 @@ class AnswerEngine:
 
     async def retrieve(self, info: QuestionInfo, as_of: date) -> list[Hit]:
         """Hybrid hits published by ``as_of``, preferring the period the question names."""
-        window = resolve_time(info.text, as_of)
+        window = await asyncio.to_thread(resolve_time, info.text, as_of)
+        return await self._search(info, window, as_of)
+
+    async def _search(self, info: QuestionInfo, window: TimeRange | None, as_of: date) -> list[Hit]:
         prefer = (window.since, window.until) if window else None
         return await self.search.search(
             info.text, RETRIEVE_K, SearchFilters(until=as_of, prefer=prefer)
@@ -221,10 +294,10 @@ class AnswerEngine:
 
     async def evidence(self, question: str, as_of: date | None = None) -> list[Evidence]:
         """Scored evidence sentences for a question (best first)."""
-        return await self._evidence(analyze(question), as_of or date.today())
-
-    async def _evidence(self, info: QuestionInfo, as_of: date) -> list[Evidence]:
-        return score_sentences(info, await self.retrieve(info, as_of), self.search.idf)
+        as_of = as_of or datetime.now(UTC).date()  # days are UTC, as for feeds
+        info, window = await asyncio.to_thread(understand, question, as_of)
+        hits = await self._search(info, window, as_of)
+        return await asyncio.to_thread(score_sentences, info, hits, self.search.idf)
 
     def is_weak(self, best: Evidence) -> bool:
         """Too weak to show: too little of the question covered, or a name missing."""
@@ -247,37 +320,28 @@ class AnswerEngine:
         return await self.generator.answer(question, traced.evidence, traced.answer)
 
     async def trace(self, question: str, as_of: date | None = None) -> Trace:
-        """Retrieve, read, quote: the extractive answer with what it was made from."""
-        as_of = as_of or date.today()
-        info = analyze(question)
-        evidence = await self._evidence(info, as_of)
-        weak = not evidence or self.is_weak(evidence[0])
-        passages: list[Passage] = []
-        reading = finding = None
+        """Retrieve, read, quote: the extractive answer with what it was made from.
+
+        The event loop only awaits: each CPU stage runs in a worker thread (one hop per
+        stage), the search and the reader on threads of their own.
+        """
+        as_of = as_of or datetime.now(UTC).date()  # days are UTC, as for feeds
+        info, window = await asyncio.to_thread(understand, question, as_of)
+        hits = await self._search(info, window, as_of)
+        read = self.read_passages if self.reader is not None else None
+        evidence, weak, passages = await asyncio.to_thread(
+            weigh, info, hits, self.search.idf, self.is_weak, read, self.window_words
+        )
+        reading = None
         if not weak and self.reader is not None:
-            passages = passages_for(evidence, self.read_passages, self.window_words)
             reading = await self.reader.aread(info.text, [p.text for p in passages])
-            finding = best_finding(reading, passages)
-        kind = decide(weak, finding, self.thresholds)
-        confidence = finding.confidence if finding else 0.0
-        if kind == "not_found":
+        method = "reader" if self.reader else "evidence"
+        finding, answer = await asyncio.to_thread(
+            conclude, info, as_of, evidence, weak, passages, reading, self.thresholds, method
+        )
+        if answer is None:
+            confidence = finding.confidence if finding else 0.0
             answer = await self.not_found(info.text, as_of, confidence)
-        else:
-            if kind == "answer" and finding is not None:
-                text, quotes = finding.text, supporting_quotes(finding, evidence)
-            else:
-                text, quotes = "", [quote_of(ev) for ev in evidence]
-            quotes = quotes[: MAX_QUOTES + MORE_QUOTES]
-            answer = Answer(
-                question=info.text,
-                text=text,
-                abstained=False,
-                quotes=tuple(quotes[:MAX_QUOTES]),
-                more_quotes=tuple(quotes[MAX_QUOTES:]),
-                as_of=as_of,
-                confidence=confidence,
-                method="reader" if self.reader else "evidence",
-            )
         return Trace(answer, evidence, weak, passages, reading, finding)
 
     async def not_found(self, question: str, as_of: date, confidence: float = 0.0) -> Answer:

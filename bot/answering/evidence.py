@@ -6,6 +6,9 @@ whether it names every name the question names, and how well its chunk was retri
 A sentence that negates the question's verb ("no agreement was signed") is heavily
 penalized. What the answer is, the span reader decides (``reader.py``); these scores
 choose what it reads and what is quoted.
+
+Pure functions of their arguments: the engine runs them in worker threads, several answers
+at once, so they keep no state between calls.
 """
 
 from __future__ import annotations

@@ -284,7 +284,8 @@ class GenerativeAnswerer:
 
     async def answer(self, question: str, evidence: list[Evidence], fallback: Answer) -> Answer:
         """The model's verified answer, or ``fallback`` whenever it cannot be trusted."""
-        passages = build_passages(evidence, self.config.max_passages)
+        # Splitting articles into sentences and locating quotes is CPU work: off the loop.
+        passages = await asyncio.to_thread(build_passages, evidence, self.config.max_passages)
         if not passages:
             return fallback
         try:
@@ -292,11 +293,11 @@ class GenerativeAnswerer:
         except LlmError as exc:
             log.warning("generative answer failed, using the extractive one: %s", exc)
             return fallback
-        reply = parse_reply(content)
+        reply = await asyncio.to_thread(parse_reply, content)
         if reply is None:
             log.warning("model reply is not the agreed JSON: %.200r", content)
             return fallback
-        return self._decide(question, reply, passages, fallback)
+        return await asyncio.to_thread(self._decide, question, reply, passages, fallback)
 
     def _decide(
         self, question: str, reply: ModelReply, passages: list[Passage], fallback: Answer

@@ -1,4 +1,7 @@
-"""What a question asks: its type (who, when, how many, ...), focus noun, terms and names."""
+"""What a question asks: its type (who, when, how many, ...), focus noun, terms and names.
+
+Pure: the engine parses questions in worker threads, several at once (``engine.understand``).
+"""
 
 from __future__ import annotations
 
@@ -76,8 +79,16 @@ def analyze(question: str) -> QuestionInfo:
 
 def _sentence_initial_word(text: str, m: re.Match[str]) -> bool:
     """A lone capitalized word opening a sentence ("Huge crowds ...") is not a name."""
-    at_start = m.start() == 0 or text[: m.start()].rstrip().endswith((".", "?", "!"))
-    following = text[m.end() :].lstrip()[:1]
+    # Look only at the characters next to the match: slicing the text before and after
+    # it for every name made a long question of many names quadratic.
+    before = m.start()
+    while before > 0 and text[before - 1].isspace():
+        before -= 1
+    at_start = m.start() == 0 or (before > 0 and text[before - 1] in ".?!")
+    after = m.end()
+    while after < len(text) and text[after].isspace():
+        after += 1
+    following = text[after : after + 1]
     return at_start and " " not in m.group() and following.islower()
 
 

@@ -61,6 +61,11 @@ Cost (same benchmark, 200 dev articles of 13 chunks on average, on a busy 2-core
 10,000; the p95 is long articles, whose tokenizing and sentence splitting do not depend on
 the number of subscriptions. One BLAS thread for the product (see
 ``_single_threaded_blas``). Keyword IDF weights are taken when a subscription is added.
+
+Never on the event loop: ``match_article`` does the whole match of one article (the
+product, tokenizing the article, splitting it into sentences for the quotes) in one worker
+thread, on a snapshot of the subscriptions (``_Snapshot``), so ``prepare`` may change them
+meanwhile: the matrix rows a running match reads are copied before they are written.
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ class TopicMatch:
     quote: tuple[int, int] | None  # offsets into article.text
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Topic:
     """A subscription as the matcher holds it."""
 
@@ -117,12 +122,34 @@ class _Topic:
     weights: np.ndarray  # IDF weights of ``terms``, summing to 1 (empty when no terms)
 
 
+_Flat = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, term ids, weights
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The subscriptions as they were when a match began: what the match reads, from
+    whatever thread. Nothing it refers to is written afterwards (see ``TopicMatcher``)."""
+
+    topics: tuple[_Topic, ...]
+    matrix: np.ndarray  # rows [:len(topics)] are the topics' unit query vectors
+    vocab: dict[str, int]  # grows after the snapshot; ids from ``vocab_size`` on are newer
+    vocab_size: int
+    flat: _Flat | None  # the topics' terms as flat arrays, None until worked out
+    version: int  # the matcher's version it was taken at
+
+
 class TopicMatcher:
     """Matches articles against every active topic subscription at once.
 
     Holds the topics' unit query vectors as one matrix and their keyword terms as a flat
     sparse (row, term, weight) list, so one article costs one matrix multiply and one
     ``bincount`` whatever the number of subscriptions.
+
+    A match reads a :class:`_Snapshot`; changes after it never write what it reads: the
+    snapshot has its own tuple of the topics, the flat arrays are replaced, not changed,
+    the vocabulary only grows, and the matrix is copied before its first in-place write
+    after a snapshot (copy on write), so matches in worker threads need no lock against
+    ``add``/``remove``.
     """
 
     def __init__(
@@ -140,7 +167,9 @@ class TopicMatcher:
         self._rows: dict[int, int] = {}  # subscription id -> row
         self._matrix = np.zeros((0, embedder.dim), dtype=np.float32)
         self._vocab: dict[str, int] = {}
-        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, terms, weights
+        self._flat: _Flat | None = None  # rows, terms, weights
+        self._matrix_shared = False  # a snapshot holds self._matrix: copy it before writing
+        self._version = 0  # bumped by every change of the topics
         self._unsaved: dict[int, np.ndarray] = {}  # vectors add() embedded, not yet stored
         self._lock = asyncio.Lock()
 
@@ -229,8 +258,8 @@ class TopicMatcher:
             self._vocab.setdefault(term, len(self._vocab))
         self._rows[sub.id] = len(self._topics)
         self._topics.append(_Topic(sub, terms, self._term_weights(terms)))
-        self._matrix = _append_row(self._matrix, len(self._topics) - 1, vector)
-        self._flat = None
+        self._matrix = _append_row(self._own_matrix(), len(self._topics) - 1, vector)
+        self._changed()
 
     def _term_weights(self, terms: tuple[str, ...]) -> np.ndarray:
         weights = np.array([max(self.idf(t), 0.0) for t in terms], dtype=np.float32)
@@ -247,26 +276,40 @@ class TopicMatcher:
         if row != last:  # move the last row into the hole
             moved = self._topics[last]
             self._topics[row] = moved
-            self._matrix[row] = self._matrix[last]
+            matrix = self._own_matrix()
+            matrix[row] = matrix[last]
             self._rows[moved.sub.id] = row
         self._topics.pop()
-        self._flat = None
+        self._changed()
 
-    def _keyword_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The topics' terms as flat (row, term id, weight) arrays, rebuilt after changes."""
-        if self._flat is None:
-            rows = [np.full(len(t.terms), i, dtype=np.int64) for i, t in enumerate(self._topics)]
-            terms = [
-                np.fromiter((self._vocab[w] for w in t.terms), dtype=np.int64, count=len(t.terms))
-                for t in self._topics
-            ]
-            weights = [t.weights for t in self._topics]
-            self._flat = (
-                np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
-                np.concatenate(terms) if terms else np.zeros(0, dtype=np.int64),
-                np.concatenate(weights) if weights else np.zeros(0, dtype=np.float32),
-            )
-        return self._flat
+    def _own_matrix(self) -> np.ndarray:
+        """The matrix, safe to write in place: copied first when a snapshot holds it."""
+        if self._matrix_shared:
+            self._matrix = self._matrix.copy()
+            self._matrix_shared = False
+        return self._matrix
+
+    def _changed(self) -> None:
+        self._flat = None
+        self._version += 1
+
+    def _snapshot(self) -> _Snapshot:
+        """What a match reads, taken on the caller's (the event loop's) thread: O(1) but
+        for the tuple of topics (a copy of references)."""
+        self._matrix_shared = True
+        return _Snapshot(
+            tuple(self._topics),
+            self._matrix,
+            self._vocab,
+            len(self._vocab),
+            self._flat,
+            self._version,
+        )
+
+    def _keep_flat(self, snapshot: _Snapshot, flat: _Flat) -> None:
+        """Keep the flat arrays a match worked out, unless the topics changed since."""
+        if snapshot.version == self._version:
+            self._flat = flat
 
     # -- matching -----------------------------------------------------------------------
 
@@ -274,44 +317,57 @@ class TopicMatcher:
         self, article: Article, chunk_vectors: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(score, semantic, keyword) of every subscription, in row order."""
-        n = len(self._topics)
-        semantic = self._semantic(chunk_vectors, n)
-        keyword = self._keyword(term_set(f"{article.title}\n{article.text}"), n)
+        snapshot = self._snapshot()
+        flat = snapshot.flat or _flatten(snapshot)
+        self._keep_flat(snapshot, flat)
+        return self._scores(snapshot, flat, article, chunk_vectors)
+
+    def _scores(
+        self, snapshot: _Snapshot, flat: _Flat, article: Article, chunk_vectors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        semantic = self._semantic(snapshot, chunk_vectors)
+        keyword = _keyword(snapshot, flat, term_set(f"{article.title}\n{article.text}"))
         score = self.semantic_weight * semantic + (1.0 - self.semantic_weight) * keyword
         return score, semantic, keyword
 
-    def _semantic(self, chunk_vectors: np.ndarray, n: int) -> np.ndarray:
+    def _semantic(self, snapshot: _Snapshot, chunk_vectors: np.ndarray) -> np.ndarray:
         """Max cosine of each query vector to any of the article's chunk vectors."""
+        n = len(snapshot.topics)
         chunks = np.asarray(chunk_vectors, dtype=np.float32).reshape(-1, self.embedder.dim)
         if n == 0 or len(chunks) == 0:
             return np.zeros(n, dtype=np.float32)
         with _single_threaded_blas():
-            return (self._matrix[:n] @ chunks.T).max(axis=1)
-
-    def _keyword(self, article_terms: set[str], n: int) -> np.ndarray:
-        """IDF-weighted share of each topic's terms that occur in the article."""
-        rows, terms, weights = self._keyword_arrays()
-        present = np.zeros(len(self._vocab), dtype=np.float32)
-        hits = [self._vocab[t] for t in article_terms if t in self._vocab]
-        present[hits] = 1.0
-        return np.bincount(rows, weights=weights * present[terms], minlength=n).astype(np.float32)
+            return (snapshot.matrix[:n] @ chunks.T).max(axis=1)
 
     def match(self, article: Article, chunk_vectors: np.ndarray) -> list[TopicMatch]:
         """The subscriptions that ``article`` matches, best first, each with a quote.
 
         ``chunk_vectors`` are the unit vectors of the article's chunks (embedded as
-        ``title\\ntext``) by this matcher's embedder.
+        ``title\\ntext``) by this matcher's embedder. Runs in the calling thread (CPU
+        work: from async code, use :meth:`match_article`, or a worker thread).
         """
-        if not self._topics:
-            return []
-        score, semantic, keyword = self.scores(article, chunk_vectors)
+        snapshot = self._snapshot()
+        matches, flat = self._match(snapshot, article, chunk_vectors)
+        if flat is not None:
+            self._keep_flat(snapshot, flat)
+        return matches
+
+    def _match(
+        self, snapshot: _Snapshot, article: Article, chunk_vectors: np.ndarray
+    ) -> tuple[list[TopicMatch], _Flat | None]:
+        """The matches of ``article`` against ``snapshot`` (safe in any thread), with the
+        flat term arrays it used (None when it needed none)."""
+        if not snapshot.topics:
+            return [], None
+        flat = snapshot.flat or _flatten(snapshot)
+        score, semantic, keyword = self._scores(snapshot, flat, article, chunk_vectors)
         rows = np.flatnonzero(score >= self.threshold)
         if len(rows) == 0:
-            return []
+            return [], flat
         rows = rows[np.argsort(-score[rows], kind="stable")]
-        topics = [self._topics[int(row)] for row in rows]
+        topics = [snapshot.topics[int(row)] for row in rows]
         quotes = _Sentences(article.text).best(topics)
-        return [
+        matches = [
             TopicMatch(
                 subscription_id=topic.sub.id,
                 chat_id=topic.sub.chat_id,
@@ -322,6 +378,7 @@ class TopicMatcher:
             )
             for row, topic, quote in zip(rows, topics, quotes, strict=True)
         ]
+        return matches, flat
 
     async def match_article(self, store: Store, article_id: int) -> list[TopicMatch]:
         """Match a stored article (its chunk vectors embedded and stored when missing)."""
@@ -331,7 +388,13 @@ class TopicMatcher:
         if article is None:
             return []
         vectors = await self.chunk_vectors(store, article)
-        return self.match(article, vectors)
+        # The whole match in one worker thread: tokenizing and splitting a long article
+        # into sentences takes milliseconds that other chats' updates must not wait for.
+        snapshot = self._snapshot()
+        matches, flat = await asyncio.to_thread(self._match, snapshot, article, vectors)
+        if flat is not None:
+            self._keep_flat(snapshot, flat)
+        return matches
 
     async def chunk_vectors(self, store: Store, article: Article) -> np.ndarray:
         """The article's chunk vectors for this embedder, in chunk order."""
@@ -370,6 +433,34 @@ def _single_threaded_blas() -> AbstractContextManager[Any]:
     with 2 threads while the other core is busy); about 7 us to set and reset."""
     controller = _blas_controller()
     return controller.limit(limits=1) if controller is not None else nullcontext()
+
+
+def _flatten(snapshot: _Snapshot) -> _Flat:
+    """The snapshot's topic terms as flat (row, term id, weight) arrays."""
+    topics, vocab = snapshot.topics, snapshot.vocab
+    rows = [np.full(len(t.terms), i, dtype=np.int64) for i, t in enumerate(topics)]
+    terms = [
+        np.fromiter((vocab[w] for w in t.terms), dtype=np.int64, count=len(t.terms)) for t in topics
+    ]
+    weights = [t.weights for t in topics]
+    return (
+        np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+        np.concatenate(terms) if terms else np.zeros(0, dtype=np.int64),
+        np.concatenate(weights) if weights else np.zeros(0, dtype=np.float32),
+    )
+
+
+def _keyword(snapshot: _Snapshot, flat: _Flat, article_terms: set[str]) -> np.ndarray:
+    """IDF-weighted share of each topic's terms that occur in the article."""
+    rows, terms, weights = flat
+    size, vocab = snapshot.vocab_size, snapshot.vocab
+    present = np.zeros(size, dtype=np.float32)
+    # Terms added to the vocabulary after the snapshot belong to no topic of it.
+    hits = [i for t in article_terms if (i := vocab.get(t, size)) < size]
+    present[hits] = 1.0
+    return np.bincount(
+        rows, weights=weights * present[terms], minlength=len(snapshot.topics)
+    ).astype(np.float32)
 
 
 def _append_row(matrix: np.ndarray, row: int, vector: np.ndarray) -> np.ndarray:

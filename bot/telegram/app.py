@@ -6,6 +6,7 @@ Services (store, model, index) open in ``post_init`` and close in ``post_shutdow
 from __future__ import annotations
 
 import contextlib
+import gc
 import html
 import json
 import logging
@@ -74,6 +75,11 @@ async def post_init(application: Application) -> None:
     # other processes'); handlers only ask it.
     state.indexer = IndexUpdater(state.services.search)
     state.indexer.start()
+    # The start-up heap (torch, transformers, the models) never becomes garbage: keep the
+    # collector from scanning it, or a full collection stops every thread for 240-350 ms
+    # (measured while /reindex runs: benchmarks/answers_during_reindex.py).
+    gc.collect()
+    gc.freeze()
     stats = await state.services.store.stats()
     metrics.set_corpus_size(stats.articles, stats.chunks)
     if state.settings.metrics_port:
