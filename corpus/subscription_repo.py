@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiosqlite
+
 from corpus.feed_repo import _ts, utcnow
 from corpus.store import Store
 
@@ -206,22 +208,8 @@ class SubscriptionRepo:
         quote: tuple[int, int] | None = None,
     ) -> bool:
         """Queue a push; False when this article was already queued or sent to this chat."""
-        now = _ts(utcnow())
         async with self.store.transaction() as db:
-            cur = await db.execute(
-                "INSERT OR IGNORE INTO deliveries (chat_id, article_id, subscription_id,"
-                " quote_start, quote_end, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    chat_id,
-                    article_id,
-                    subscription_id,
-                    quote[0] if quote else None,
-                    quote[1] if quote else None,
-                    now,
-                    now,
-                ],
-            )
-            return cur.rowcount > 0
+            return await _insert_delivery(db, chat_id, article_id, subscription_id, quote)
 
     # -- routing ------------------------------------------------------------------------
 
@@ -237,25 +225,10 @@ class SubscriptionRepo:
     ) -> int:
         """Queue an article's pushes, (chat, subscription, quote) each, and take it off the
         route queue, in one transaction; returns how many pushes were new."""
-        now = _ts(utcnow())
         queued = 0
         async with self.store.transaction() as db:
             for chat_id, subscription_id, quote in pushes:
-                cur = await db.execute(
-                    "INSERT OR IGNORE INTO deliveries (chat_id, article_id, subscription_id,"
-                    " quote_start, quote_end, not_before, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        chat_id,
-                        article_id,
-                        subscription_id,
-                        quote[0] if quote else None,
-                        quote[1] if quote else None,
-                        now,
-                        now,
-                    ],
-                )
-                queued += cur.rowcount > 0
+                queued += await _insert_delivery(db, chat_id, article_id, subscription_id, quote)
             await db.execute("DELETE FROM route_queue WHERE article_id = ?", [article_id])
         return queued
 
@@ -359,3 +332,20 @@ class SubscriptionRepo:
         """Deliveries per status."""
         rows = await self.store.fetchall("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
         return {status: n for status, n in rows}
+
+
+async def _insert_delivery(
+    db: aiosqlite.Connection,
+    chat_id: int,
+    article_id: int,
+    subscription_id: int | None,
+    quote: tuple[int, int] | None,
+) -> bool:
+    """One outbox row, due now; False when the chat already has this article queued."""
+    now = _ts(utcnow())
+    cur = await db.execute(
+        "INSERT OR IGNORE INTO deliveries (chat_id, article_id, subscription_id,"
+        " quote_start, quote_end, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [chat_id, article_id, subscription_id, *(quote or (None, None)), now, now],
+    )
+    return cur.rowcount > 0

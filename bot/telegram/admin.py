@@ -80,7 +80,7 @@ async def on_delete(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     state = state_of(context.bot_data)
     message = update.effective_message
     assert state.services and message
-    article_id = parse_id((context.args or [None])[0])
+    article_id = parse_id(context.args[0] if context.args else None)
     if article_id is None:
         await message.reply_text("Usage: /delete ARTICLE_ID (see /stats and `newsbot articles`).")
         return

@@ -218,7 +218,7 @@ def digest_parts(items: list[tuple[Delivery, Article]]) -> list[tuple[str, list[
         return []
     header = f"<b>Your news digest: {len(items)} new article{'s' if len(items) != 1 else ''}</b>"
     parts: list[tuple[str, list[Delivery]]] = []
-    html, carried = header, []
+    html, carried = header, list[Delivery]()
     for delivery, article in items:
         joined = pack([html, render_push(article, _quote_of(delivery))])  # its own limits
         if len(joined) == 1:
