@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -57,3 +59,18 @@ class BotProcess:
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the bot's log, for failure messages."""
         return self.log.read_text()[-chars:] if self.log.exists() else ""
+
+    def indexed(self) -> bool:
+        """Whether the index on disk was built from the store as it is now (the background
+        indexer caught up with the latest write)."""
+        from corpus.store import Store
+
+        async def store_version() -> int:
+            async with await Store.open(self.data / "newsbot.db") as store:
+                return await store.corpus_version()
+
+        try:
+            manifest = json.loads((self.data / "index" / "current" / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return manifest.get("corpus_version") == asyncio.run(store_version())

@@ -318,7 +318,7 @@ async def test_a_batch_with_bad_files_still_lands_the_good_ones(
     (inbox / "latin1.md").write_bytes(b"---\ntitle: Caf\xe9\ndate: 2023-01-01\n---\nBody.")
     (inbox / "broken.json").write_text('[{"title": ', encoding="utf-8")
     (inbox / "undated.json").write_text(json.dumps({"title": "T", "text": "B."}), encoding="utf-8")
-    # a lone surrogate survives json.loads but cannot be stored as UTF-8
+    # a lone surrogate survives json.loads and cannot be stored as UTF-8: it becomes U+FFFD
     (inbox / "surrogate.jsonl").write_text(
         '{"title": "T", "text": "bad \\udc80 text", "date": "2023-01-01"}\n'
         + json.dumps({"title": "Fine", "text": "A fine line.", "date": "2023-01-02"})
@@ -327,7 +327,7 @@ async def test_a_batch_with_bad_files_still_lands_the_good_ones(
     )
 
     report = await ingest_results(store, read_path(inbox))
-    assert len(report.added) == 4
+    assert len(report.added) == 5
     failed = dict(report.failed)
     assert set(failed) == {
         str(inbox / "empty.txt"),
@@ -335,12 +335,12 @@ async def test_a_batch_with_bad_files_still_lands_the_good_ones(
         str(inbox / "latin1.md"),
         str(inbox / "broken.json"),
         str(inbox / "undated.json"),
-        f"{inbox / 'surrogate.jsonl'}:1",
     }
     assert all(reason and "\n" not in reason for reason in failed.values())
-    assert rows(store.path, "SELECT COUNT(*) FROM articles") == [(4,)]
+    assert rows(store.path, "SELECT COUNT(*) FROM articles") == [(5,)]
+    assert rows(store.path, "SELECT text FROM articles WHERE title = 'T'") == [("bad \ufffd text",)]
     stats = await store.stats()
-    assert stats.articles == 4
+    assert stats.articles == 5
 
 
 async def test_on_item_sees_every_result(store: Store, samples_dir: Path, tmp_path: Path) -> None:

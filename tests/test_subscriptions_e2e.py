@@ -4,7 +4,6 @@ server, and a local news site serving feeds. Pushes go through the durable outbo
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -186,7 +185,7 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
     )
     api.wait_for(lambda a: _article_text_contains(bot.data, "hire 40 more deckhands"), timeout=30)
     assert not _article_text_contains(bot.data, "repainted bright green")
-    api.wait_for(lambda a: _indexed(bot.data), timeout=30)  # the background indexer caught up
+    api.wait_for(lambda a: bot.indexed(), timeout=30)  # the background indexer caught up
     asked = api.private_message(
         ADMIN, "How many deckhands did the ferry company agree to hire in Portvale?"
     )
@@ -206,21 +205,6 @@ def test_channel_source_posts_become_articles(api: FakeBotApi, bot: BotProcess) 
     # A channel can follow a topic too (its commands are channel posts).
     api.channel_post(channel, "/follow harbour strikes", title="Harbour Notes (fictional)")
     api.wait_for_message(channel, contains="Following “harbour strikes”", timeout=30)
-
-
-def _indexed(data: Path) -> bool:
-    """Whether the index on disk was built from the store as it is now."""
-    manifest = data / "index" / "current" / "manifest.json"
-
-    async def version() -> int:
-        async with await Store.open(data / "newsbot.db") as store:
-            return await store.corpus_version()
-
-    try:
-        built = json.loads(manifest.read_text())["corpus_version"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return built == asyncio.run(version())
 
 
 def _article_text_contains(data: Path, needle: str) -> bool:

@@ -187,6 +187,7 @@ def test_admin_ingest_url_and_delete(api: FakeBotApi, bot, site: NewsSite) -> No
         ADMIN, contains="Added article", after_message_id=before, timeout=60
     )
     article_id = int(added["text"].split("Added article ")[1].split(":")[0])
+    api.wait_for(lambda a: bot.indexed(), timeout=30)  # the background indexer caught up
     before = last_id(api, ADMIN)
     api.private_message(ADMIN, "Who ordered two electric ferries from the Kestrel yard?")
     api.wait_for_message(
