@@ -29,6 +29,7 @@ from corpus.feed_repo import FeedRepo
 from corpus.fetch import FetchError
 from corpus.ingest import ingest_one
 from corpus.models import ArticleDraft, IngestReport
+from corpus.subscription_repo import SubscriptionRepo
 
 log = logging.getLogger(__name__)
 MIN_POST_WORDS = 5
@@ -263,10 +264,18 @@ async def poll_feeds_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _route_and_send(state: BotState, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Route what waits and send what is due now, not at the next tick."""
-    assert state.services is not None
-    queued = await route_pending(state.services.store, await state.services.topic_matcher())
-    if queued and state.sender:
+    if await _route(state) and state.sender:
         await state.sender.send_due(context.bot)
+
+
+async def _route(state: BotState) -> int:
+    """Route the waiting articles; the matcher (which reads every subscription) is only
+    brought up to date when there is something to route."""
+    services = state.services
+    assert services is not None
+    if not await SubscriptionRepo(services.store).routes_waiting(1):
+        return 0
+    return await route_pending(services.store, await services.topic_matcher())
 
 
 async def outbox_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -275,6 +284,6 @@ async def outbox_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     state = state_of(context.bot_data)
     if state.sender is None or state.services is None:
         return
-    await route_pending(state.services.store, await state.services.topic_matcher())
+    await _route(state)
     await state.sender.send_due(context.bot)
     await state.sender.send_digests(context.bot)
