@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, datetime
 
 import numpy as np
 
-from corpus.store import ChunkIndexRow, Store
+from corpus.store import ChunkIndexRow, IndexRow, Store
 from embeddings.dense_index import DenseIndex, choose_kind
 from embeddings.embedder import Embedder
 from embeddings.index_dir import IndexDirectory, LoadedIndex, Manifest
@@ -31,7 +30,6 @@ from embeddings.token_cache import TokenCache
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 STORE_BATCH = 2048  # chunks embedded between two writes of their vectors
-TEXT_BATCH = 900  # chunk ids per query for their texts (SQLite's host-parameter limit)
 READ_ATTEMPTS = 3  # readings of the store when chunks are deleted while it is read
 
 
@@ -50,24 +48,6 @@ class IndexReport:
     stages: tuple[tuple[str, float], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class IndexRow:
-    """A chunk as the indexes see it, without its text (read only when needed)."""
-
-    chunk_id: int
-    article_id: int
-    content_hash: str
-    title: str
-    published_at: date | None
-    source: str
-
-    @property
-    def keyword_key(self) -> str:
-        """What identifies its keyword-index text: the content hash covers the chunk's
-        text and its article's title, the title is here too for older hashes."""
-        return f"{self.content_hash}\x00{self.title}"
-
-
 def embedding_text(row: ChunkIndexRow | IndexRow, text: str | None = None) -> str:
     """What gets embedded for a chunk: its article's title, then its text (given, or the
     row's own: an :class:`IndexRow` carries none)."""
@@ -75,57 +55,6 @@ def embedding_text(row: ChunkIndexRow | IndexRow, text: str | None = None) -> st
         assert isinstance(row, ChunkIndexRow), "an IndexRow has no text: pass it"
         text = row.text
     return f"{row.title}\n{text}"
-
-
-_ROW_COLUMNS = "c.id, c.article_id, c.content_hash, a.title, a.published_at, a.source"
-
-
-def _index_row(r: Sequence[Any]) -> IndexRow:
-    return IndexRow(r[0], r[1], r[2], r[3], date.fromisoformat(r[4]) if r[4] else None, r[5])
-
-
-async def index_rows(store: Store) -> list[IndexRow]:
-    """Every chunk with the article fields that indexing and filters need, by id."""
-    # Without the text: at 3,000 chunks this read took 23 ms with it, though an update
-    # needs the texts of a few new chunks only.
-    rows = await store.fetchall(
-        f"SELECT {_ROW_COLUMNS} FROM chunks c JOIN articles a ON a.id = c.article_id ORDER BY c.id"
-    )
-    return [_index_row(r) for r in rows]
-
-
-async def new_index_rows(store: Store, ids: list[int]) -> tuple[list[IndexRow], dict[int, str]]:
-    """The rows of chunks ``ids`` with their texts (new chunks: both are needed)."""
-    rows: list[IndexRow] = []
-    texts: dict[int, str] = {}
-    for i in range(0, len(ids), TEXT_BATCH):
-        part = ids[i : i + TEXT_BATCH]
-        found = await store.fetchall(
-            f"SELECT {_ROW_COLUMNS}, c.text FROM chunks c JOIN articles a ON a.id = c.article_id"
-            f" WHERE c.id IN ({','.join('?' * len(part))})",
-            part,
-        )
-        rows.extend(_index_row(r) for r in found)
-        texts.update((r[0], r[6]) for r in found)
-    return rows, texts
-
-
-async def chunk_texts(store: Store, ids: set[int], total: int) -> dict[int, str]:
-    """The texts of chunks ``ids`` (of ``total`` chunks); a chunk deleted since is missing."""
-    if not ids:
-        return {}
-    if len(ids) * 4 > total:  # most of them: one scan beats many lookups
-        rows = await store.fetchall("SELECT id, text FROM chunks")
-        return {cid: text for cid, text in rows if cid in ids}
-    wanted = sorted(ids)
-    out: dict[int, str] = {}
-    for i in range(0, len(wanted), TEXT_BATCH):
-        part = wanted[i : i + TEXT_BATCH]
-        rows = await store.fetchall(
-            f"SELECT id, text FROM chunks WHERE id IN ({','.join('?' * len(part))})", part
-        )
-        out.update((cid, text) for cid, text in rows)
-    return out
 
 
 @dataclass
@@ -169,17 +98,17 @@ class IndexBuilder:
     async def rows(self, *, full: bool = False) -> tuple[list[IndexRow], dict[int, str]]:
         """Every chunk's row, by id, and the texts of the new chunks read with theirs."""
         if not full and self._rows:
-            ids = [r[0] for r in await self.store.fetchall("SELECT id FROM chunks ORDER BY id")]
+            ids = await self.store.chunk_id_list()
             new = [cid for cid in ids if cid not in self._rows]
             if len(new) * 4 <= len(ids):
-                fresh, texts = await new_index_rows(self.store, new)
+                fresh, texts = await self.store.index_rows_of(new)
                 self._rows.update((r.chunk_id, r) for r in fresh)
                 # Deleted since (or between the two reads): gone from the rows too.
                 keep = set(ids)
                 for cid in [c for c in self._rows if c not in keep]:
                     del self._rows[cid]
                 return [self._rows[c] for c in ids if c in self._rows], texts
-        rows = await index_rows(self.store)
+        rows = await self.store.index_rows()
         self._rows = {r.chunk_id: r for r in rows}
         return rows, {}
 
@@ -249,7 +178,7 @@ class IndexBuilder:
                     missing.setdefault(r.content_hash, r)
             untokenized = uncached(self.tokens, [r.keyword_key for r in rows])
             need = {r.chunk_id for r in missing.values()} | {rows[i].chunk_id for i in untokenized}
-            texts.update(await chunk_texts(self.store, need - texts.keys(), len(rows)))
+            texts.update(await self.store.chunk_texts(need - texts.keys(), len(rows)))
             if not need - texts.keys():
                 return _Plan(kind, rebuild, rows, texts, stored, missing, have)
         raise RuntimeError("chunks kept changing while the index read them; try again")

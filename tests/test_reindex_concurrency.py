@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -57,24 +57,16 @@ NEW_ARTICLE = ArticleDraft(
 )
 
 
-@dataclass
-class GatedEmbedder:
+class GatedEmbedder(HashEmbedder):
     """The hash embedder, whose batch calls (more than one text: an index build) block
     until :attr:`released` is set, once :attr:`armed`. Queries (one text) never block."""
 
-    inner: HashEmbedder = field(default_factory=HashEmbedder)
-    armed: bool = False
-    entered: threading.Event = field(default_factory=threading.Event)
-    released: threading.Event = field(default_factory=threading.Event)
-    released_in_time: bool | None = None
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.entered = threading.Event()
+        self.released = threading.Event()
+        self.released_in_time: bool | None = None
 
     def embed(
         self, texts: Sequence[str], *, progress: ProgressCallback | None = None
@@ -82,7 +74,7 @@ class GatedEmbedder:
         if self.armed and len(texts) > 1:
             self.entered.set()
             self.released_in_time = self.released.wait(HELD_TIMEOUT)
-        return self.inner.embed(texts, progress=progress)
+        return super().embed(texts, progress=progress)
 
 
 @dataclass

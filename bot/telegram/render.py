@@ -302,9 +302,3 @@ def render_push(article: Article, quote: tuple[int, int] | None, topic: str = ""
     if topic:
         lines.append(f"<i>You follow: {escape(topic[:100])}</i>")
     return "\n".join(lines)
-
-
-def render_digest(items: list[tuple[Article, tuple[int, int] | None]]) -> list[str]:
-    """A daily digest: one block per article, packed into as few messages as fit."""
-    header = f"<b>Your news digest: {len(items)} new article{'s' if len(items) != 1 else ''}</b>"
-    return pack([header, *(render_push(article, quote) for article, quote in items)])
