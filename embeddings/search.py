@@ -33,13 +33,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from corpus.models import Article, Chunk
-from corpus.store import (  # the store's own row decoders, for one query of both tables
-    _ARTICLE_COLUMNS,
-    _CHUNK_COLUMNS,
-    Store,
-    _article,
-    _chunk,
-)
+from corpus.store import Store
 from embeddings.dense_index import IdFilter, single_threaded_search
 from embeddings.embedder import Embedder
 from embeddings.fusion import reciprocal_rank_fusion, weighted_fusion
@@ -494,20 +488,7 @@ async def _chunks_and_articles(
     known_articles = [a for a in article_ids if a in cache.articles] if valid else []
     want_chunks = [c for c in chunk_ids if c not in cache.chunks] if valid else chunk_ids
     want_articles = [a for a in article_ids if a not in cache.articles] if valid else article_ids
-    width = _ARTICLE_COLUMNS.count(",") + 1
-    chunk_width = _CHUNK_COLUMNS.count(",") + 1
-    rows = await store.fetchall(
-        f"SELECT 2, CAST(value AS INTEGER){', NULL' * (width - 1)} FROM meta"
-        " WHERE key = 'corpus_version'"
-        f" UNION ALL SELECT 0, {_CHUNK_COLUMNS}{', NULL' * (width - chunk_width)} FROM chunks"
-        f" WHERE id IN ({','.join('?' * len(want_chunks))})"
-        f" UNION ALL SELECT 1, {_ARTICLE_COLUMNS} FROM articles"
-        f" WHERE id IN ({','.join('?' * len(want_articles))})",
-        [*want_chunks, *want_articles],
-    )
-    chunks = {row[1]: _chunk(row[1 : 1 + chunk_width]) for row in rows if row[0] == 0}
-    articles = {row[1]: _article(row[1:]) for row in rows if row[0] == 1}
-    version = next((row[1] for row in rows if row[0] == 2), None)
+    chunks, articles, version = await store.rows_with_version(want_chunks, want_articles)
     if version is not None and version == cache.version:
         cache.take(cache.chunks, known_chunks, chunks)
         cache.take(cache.articles, known_articles, articles)
